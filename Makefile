@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine (see README):
+#   make paper   builds the paper (runs the analyses first)
+#   make test    runs the test suite
+# Both create or refresh the virtual environment in .venv themselves.
+
+SHELL := /bin/bash
+PYTHON_VERSION := $(shell cat .python-version)
+# pyenv's python3.12 shim resolves through .python-version; PYTHON=... overrides it.
+PYTHON ?= python3.12
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-slow paper fit lint clean bench
+
+$(STAMP): pyproject.toml .python-version
+	@bash scripts/setup-venv.sh "$(PYTHON)" "$(VENV)"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(VPY) -m pytest -q -m "not slow" -n 2
+
+test-slow: $(STAMP)
+	$(VPY) -m pytest -q -m slow
+
+paper: $(STAMP)
+	$(VENV)/bin/bayes-va paper
+
+fit: $(STAMP)
+	$(VENV)/bin/bayes-va fit models/base.toml
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(VPY) bench/bench_fit.py
+
+clean:
+	rm -rf results paper/build

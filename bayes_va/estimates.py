@@ -1,0 +1,78 @@
+"""Plain-number summaries of a fit: headline estimates and the per-study table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .dataset import StudyData
+
+#: Posterior summaries use equal-tailed intervals of this probability.
+CI_PROB = 0.95
+HEADLINE_VARS = ("pooled", "predictive", "tau", "mu")
+
+
+def summarise_draws(values: np.ndarray, ci_prob: float = CI_PROB) -> dict[str, float]:
+    """Mean, SD, median and equal-tailed interval of a draws array (any shape)."""
+    v = np.asarray(values, dtype=float).ravel()
+    a = (1.0 - ci_prob) / 2.0
+    lo, med, hi = np.quantile(v, [a, 0.5, 1.0 - a])
+    return {
+        "mean": float(v.mean()),
+        "sd": float(v.std(ddof=1)),
+        "median": float(med),
+        "lower": float(lo),
+        "upper": float(hi),
+    }
+
+
+def headline(tree: xr.DataTree, ci_prob: float = CI_PROB) -> dict[str, dict[str, float]]:
+    """Summaries of the pooled and predictive proportions, τ and μ."""
+    post = tree["posterior"]
+    return {v: summarise_draws(post[v].values, ci_prob) for v in HEADLINE_VARS}
+
+
+def study_table(tree: xr.DataTree, data: StudyData, ci_prob: float = CI_PROB) -> pd.DataFrame:
+    """Observed and shrunken proportion of each study, with posterior predictive intervals."""
+    p = tree["posterior"]["p"].transpose("chain", "draw", "study").values
+    y_rep = tree["posterior_predictive"]["y"].transpose("chain", "draw", "study").values
+    a = (1.0 - ci_prob) / 2.0
+    rows = []
+    for i, sid in enumerate(data.study):
+        draws = p[..., i].ravel()
+        rep = y_rep[..., i].ravel()
+        lo, med, hi = np.quantile(draws, [a, 0.5, 1 - a])
+        rlo, rhi = np.quantile(rep, [a, 1 - a])
+        y = int(data.y[i])
+        rows.append(
+            {
+                "study": sid,
+                "n": int(data.n[i]),
+                "events": y,
+                "observed": y / int(data.n[i]),
+                "shrunken_median": float(med),
+                "shrunken_lower": float(lo),
+                "shrunken_upper": float(hi),
+                "y_rep_lower": float(rlo),
+                "y_rep_upper": float(rhi),
+                # two-sided posterior predictive p-value of the observed count (mid-p)
+                "ppc_p": float(
+                    min(1.0, 2 * min((rep < y).mean() + 0.5 * (rep == y).mean(),
+                                     (rep > y).mean() + 0.5 * (rep == y).mean()))
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def exact_reference(exact: Any, ci_prob: float = CI_PROB) -> dict[str, dict[str, float]]:
+    """Quantiles from the quadrature posterior, in the same layout as :func:`headline`."""
+    a = (1.0 - ci_prob) / 2.0
+    out = {}
+    for name in ("pooled", "predictive", "tau", "mu"):
+        lo, med, hi = (float(exact.quantile(name, q)) for q in (a, 0.5, 1 - a))
+        out[name] = {"median": med, "lower": lo, "upper": hi}
+    return out

@@ -1,0 +1,692 @@
+"""Exact (quadrature) posterior of the logit-normal random-effects model, numpy/scipy only.
+
+Model, per study ``i = 1..k``::
+
+    y_i     ~ Binomial(n_i, expit(theta_i))
+    theta_i ~ Normal(mu, tau)
+    mu      ~ log_prior_mu   (default Normal(0, 2.5))
+    tau     ~ log_prior_tau  (default HalfNormal(1))
+
+Two levels of quadrature, no sampling:
+
+1. ``theta_i`` is integrated out study by study with *adaptive* Gauss-Hermite quadrature
+   (:func:`log_marginal_likelihood`): the nodes are centred at the mode of the integrand and
+   scaled by its curvature, as in lme4's ``nAGQ``. Plain Gauss-Hermite centred at ``mu`` with
+   scale ``tau`` cannot work for the studies with n ≈ 80,000, whose likelihood in ``theta`` is
+   ~0.01 wide while ``tau`` ≈ 0.9: every node misses it.
+2. ``(mu, log tau)`` is integrated on an automatically placed tensor-product grid with the
+   trapezoid rule (:func:`posterior_grid`), giving an :class:`ExactPosterior` with quantiles,
+   means and the log evidence.
+
+These are the references that the MCMC fits (and PSIS-LOO, via :func:`leave_one_out_elpd`) are
+checked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import optimize, special, stats
+from scipy.interpolate import CubicSpline
+
+__all__ = [
+    "ExactPosterior",
+    "LogDensity",
+    "default_log_prior_mu",
+    "default_log_prior_tau",
+    "leave_one_out_elpd",
+    "log_marginal_likelihood",
+    "posterior_grid",
+    "random_effect_nodes",
+]
+
+FloatArray = NDArray[np.float64]
+LogDensity = Callable[[FloatArray], FloatArray]
+"""A vectorised log density: maps an array of parameter values to an array of log densities."""
+
+QuantityName = Literal["mu", "tau", "pooled", "predictive"]
+
+_LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
+_MODE_MAX_ITER = 60  # safeguarded Newton: ~5 steps from our start; the cap only guards bisection
+_MODE_TOL = 1e-11  # on theta - mu; the quadrature is insensitive to far smaller centre shifts
+
+# Grid placement (see _locate_bulk): keep every node whose log density is within _DROP of the
+# maximum. exp(-30) ~ 1e-13, so the mass left outside is far below the 1e-4 accuracy target even
+# for the exponential lower tail of log tau (density ~ tau as tau -> 0).
+_DROP = 22.0
+_EDGE_DROP = 15.0  # the final grid's edges must be this far below the maximum, else widen
+_N_COARSE = 17
+_MAX_PASSES = 20
+_CDF_REFINE = 8  # sub-intervals per grid cell when integrating the marginal density for the CDF
+
+_PRIOR_MU = stats.norm(loc=0.0, scale=2.5)
+_PRIOR_TAU = stats.halfnorm(scale=1.0)
+
+
+def default_log_prior_mu(mu: FloatArray) -> FloatArray:
+    """Log density of the default prior on ``mu``: Normal(0, 2.5).
+
+    Parameters
+    ----------
+    mu : ndarray
+        Values of the mean log-odds.
+
+    Returns
+    -------
+    ndarray
+        ``log N(mu | 0, 2.5)``, same shape as ``mu``.
+    """
+    return _PRIOR_MU.logpdf(mu)
+
+
+def default_log_prior_tau(tau: FloatArray) -> FloatArray:
+    """Log density of the default prior on ``tau``: HalfNormal(sigma=1).
+
+    Parameters
+    ----------
+    tau : ndarray
+        Values of the between-study standard deviation (``tau > 0``).
+
+    Returns
+    -------
+    ndarray
+        ``log HalfNormal(tau | 1)``, same shape as ``tau``.
+    """
+    return _PRIOR_TAU.logpdf(tau)
+
+
+# ---------------------------------------------------------------------------------------------
+# Level 1: integrating theta_i out (adaptive Gauss-Hermite)
+# ---------------------------------------------------------------------------------------------
+
+
+def _study_arrays(y: ArrayLike, n: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Validate event counts and sizes; return them as float arrays of shape ``(k,)``."""
+    y_arr = np.atleast_1d(np.asarray(y, dtype=float))
+    n_arr = np.atleast_1d(np.asarray(n, dtype=float))
+    if y_arr.ndim != 1 or y_arr.shape != n_arr.shape:
+        raise ValueError(f"y and n must be 1-D of equal length, got {y_arr.shape}, {n_arr.shape}")
+    if np.any(n_arr <= 0) or np.any(y_arr < 0) or np.any(y_arr > n_arr):
+        raise ValueError("need n > 0 and 0 <= y <= n for every study")
+    if np.any(y_arr != np.round(y_arr)) or np.any(n_arr != np.round(n_arr)):
+        raise ValueError("y and n must be whole numbers")
+    return y_arr, n_arr
+
+
+@lru_cache(maxsize=16)
+def _hermite_rule(n_nodes: int) -> tuple[FloatArray, FloatArray]:
+    """Gauss-Hermite nodes ``x`` and ``log(w) + x**2`` (the rule for an un-weighted integrand)."""
+    if n_nodes < 1:
+        raise ValueError(f"n_nodes must be >= 1, got {n_nodes}")
+    x, w = np.polynomial.hermite.hermgauss(n_nodes)
+    with np.errstate(divide="ignore"):  # far nodes of huge rules underflow to w = 0: harmless
+        log_w = np.log(w) + x**2
+    x.setflags(write=False)
+    log_w.setflags(write=False)
+    return x, log_w
+
+
+def _log_binom_coef(y: FloatArray, n: FloatArray) -> FloatArray:
+    """``log C(n, y)`` via log-gamma (exact enough for n ~ 1e5)."""
+    return special.gammaln(n + 1.0) - special.gammaln(y + 1.0) - special.gammaln(n - y + 1.0)
+
+
+def _log_binom_kernel(theta: FloatArray, y: FloatArray, n: FloatArray) -> FloatArray:
+    """``y log expit(theta) + (n - y) log expit(-theta)``, stably.
+
+    Uses ``log expit(-t) = log expit(t) - t``, so there is one transcendental call per element.
+    """
+    return n * special.log_expit(theta) - (n - y) * theta
+
+
+def _conditional_mode(
+    y: FloatArray, n: FloatArray, mu: FloatArray, tau: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Mode ``delta = theta - mu`` of the integrand and the curvature there.
+
+    The log integrand ``h(delta)`` is strictly concave, and its mode lies between 0 and
+    ``tau**2 * (y - n expit(mu))`` (the Gaussian pulls towards ``mu``, the binomial towards its
+    MLE), which brackets it. Newton steps from a precision-weighted start converge in a few
+    iterations; a step that would leave the (shrinking) bracket is replaced by bisection.
+
+    Working in ``delta`` rather than ``theta`` keeps tiny offsets exact when ``tau`` -> 0.
+
+    Returns
+    -------
+    delta : ndarray
+        The mode of ``theta - mu``, broadcast shape of the inputs.
+    curvature : ndarray
+        ``-h''(delta) = n p (1 - p) + 1 / tau**2`` at the mode.
+    """
+    inv_var = 1.0 / tau**2
+    # Start: combine the data's logit (continuity-corrected) and mu by their precisions.
+    p_data = (y + 0.5) / (n + 1.0)
+    info_data = n * p_data * (1.0 - p_data)
+    delta = (special.logit(p_data) - mu) * info_data / (info_data + inv_var)
+    far_end = tau**2 * (y - n * special.expit(mu))
+    lo = np.minimum(0.0, far_end)
+    hi = np.maximum(0.0, far_end)
+    delta = np.clip(delta, lo, hi)
+    for _ in range(_MODE_MAX_ITER):
+        p = special.expit(mu + delta)
+        grad = y - n * p - delta * inv_var
+        curvature = n * p * (1.0 - p) + inv_var
+        lo = np.where(grad > 0.0, delta, lo)
+        hi = np.where(grad > 0.0, hi, delta)
+        step_to = delta + grad / curvature
+        # The current point is now a bracket end, so a Newton step may land on it (converged).
+        step_to = np.where((step_to >= lo) & (step_to <= hi), step_to, 0.5 * (lo + hi))
+        converged = np.all(np.abs(step_to - delta) <= _MODE_TOL * (1.0 + np.abs(delta)))
+        delta = step_to
+        if converged:
+            break
+    p = special.expit(mu + delta)
+    return delta, n * p * (1.0 - p) + inv_var
+
+
+def random_effect_nodes(
+    y: ArrayLike, n: ArrayLike, mu: ArrayLike, tau: ArrayLike, n_nodes: int = 15
+) -> tuple[FloatArray, FloatArray]:
+    """Adaptive Gauss-Hermite nodes for integrating each study's ``theta_i`` out.
+
+    Parameters
+    ----------
+    y, n : array_like, shape (k,)
+        Events and sizes.
+    mu, tau : array_like
+        Random-effects mean and SD (``tau > 0``); broadcast together to a shape ``S``.
+    n_nodes : int, optional
+        Number of quadrature nodes.
+
+    Returns
+    -------
+    delta : ndarray, shape S + (k, n_nodes)
+        Node positions as ``theta - mu``.
+    log_weight : ndarray, shape S + (k, n_nodes)
+        Log of each node's contribution; ``logsumexp(log_weight, axis=-1)`` is the log marginal
+        likelihood and ``softmax(log_weight)`` the posterior weights of the nodes for ``theta_i``.
+    """
+    y_arr, n_arr = _study_arrays(y, n)
+    mu_b, tau_b = np.broadcast_arrays(np.asarray(mu, dtype=float), np.asarray(tau, dtype=float))
+    if np.any(tau_b <= 0.0):
+        raise ValueError("random_effect_nodes needs tau > 0 (tau = 0 has no random effect)")
+    mu_k, tau_k = mu_b[..., None], tau_b[..., None]
+    delta_hat, curvature = _conditional_mode(y_arr, n_arr, mu_k, tau_k)
+    x, log_w = _hermite_rule(n_nodes)
+    scale = np.sqrt(2.0 / curvature)  # sqrt(2) * Laplace SD: the Hermite weight is exp(-x^2)
+    delta = delta_hat[..., None] + scale[..., None] * x
+    log_integrand = (
+        _log_binom_coef(y_arr, n_arr)[:, None]
+        + _log_binom_kernel(mu_k[..., None] + delta, y_arr[:, None], n_arr[:, None])
+        - 0.5 * (delta / tau_k[..., None]) ** 2
+        - np.log(tau_k[..., None])
+        - _LOG_SQRT_2PI
+    )
+    return delta, log_integrand + log_w + np.log(scale)[..., None]
+
+
+def _logsumexp_last(a: FloatArray) -> FloatArray:
+    """``logsumexp`` over the last axis; ~3x faster than scipy's on this hot path."""
+    top = a.max(axis=-1)
+    return top + np.log(np.exp(a - top[..., None]).sum(axis=-1))
+
+
+def log_marginal_likelihood(
+    y: ArrayLike, n: ArrayLike, mu: ArrayLike, tau: ArrayLike, n_nodes: int = 15
+) -> FloatArray:
+    """Per-study log marginal likelihood with the random effect integrated out.
+
+    Computes ``log ∫ Binom(y_i | n_i, expit(theta)) N(theta | mu, tau) dtheta`` (binomial
+    coefficient included) by adaptive Gauss-Hermite quadrature. ``tau = 0`` gives the plain
+    binomial log likelihood at ``expit(mu)``.
+
+    Parameters
+    ----------
+    y, n : array_like, shape (k,)
+        Events and sizes, ``0 <= y <= n``.
+    mu, tau : array_like
+        Random-effects mean (log-odds) and SD (``tau >= 0``); broadcast together to shape ``S``.
+    n_nodes : int, optional
+        Quadrature nodes per study. 15 is accurate to ~1e-10 for the data this package sees.
+
+    Returns
+    -------
+    ndarray, shape S + (k,)
+        ``log p(y_i | n_i, mu, tau)``.
+
+    Examples
+    --------
+    >>> log_marginal_likelihood([14, 12130], [843, 80864], mu=-3.2, tau=0.89).round(4)
+    array([-3.6049, -7.2849])
+    """
+    y_arr, n_arr = _study_arrays(y, n)
+    mu_b, tau_b = np.broadcast_arrays(np.asarray(mu, dtype=float), np.asarray(tau, dtype=float))
+    if np.any(tau_b < 0.0) or np.any(np.isnan(tau_b)):
+        raise ValueError("tau must be >= 0")
+    at_zero = tau_b == 0.0
+    # Quadrature on a dummy tau where tau == 0, then overwrite with the closed form.
+    _, log_weight = random_effect_nodes(y_arr, n_arr, mu_b, np.where(at_zero, 1.0, tau_b), n_nodes)
+    out = _logsumexp_last(log_weight)
+    if np.any(at_zero):
+        fixed = _log_binom_coef(y_arr, n_arr) + _log_binom_kernel(mu_b[..., None], y_arr, n_arr)
+        out = np.where(at_zero[..., None], fixed, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Level 2: the (mu, log tau) grid
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Box:
+    """A rectangle in (mu, log tau)."""
+
+    mu_lo: float
+    mu_hi: float
+    rho_lo: float
+    rho_hi: float
+
+
+def _log_joint_factory(
+    y: FloatArray,
+    n: FloatArray,
+    log_prior_mu: LogDensity,
+    log_prior_tau: LogDensity,
+    n_nodes: int,
+) -> Callable[[FloatArray, FloatArray], FloatArray]:
+    """Return ``f(mu, rho) -> log p(y, mu, rho)`` on the tensor grid ``mu x rho``.
+
+    ``rho = log tau``; the ``+ rho`` term is the Jacobian ``dtau / drho = tau``.
+    """
+
+    def log_joint(mu: FloatArray, rho: FloatArray) -> FloatArray:
+        tau = np.exp(rho)
+        prior = log_prior_mu(mu)[:, None] + (log_prior_tau(tau) + rho)[None, :]
+        if y.size == 0:
+            return prior
+        loglik = log_marginal_likelihood(y, n, mu[:, None], tau[None, :], n_nodes).sum(axis=-1)
+        return loglik + prior
+
+    return log_joint
+
+
+def _initial_box(y: FloatArray, n: FloatArray) -> _Box:
+    """A first guess: around the pooled log-odds, tau from 0.02 to 5 (widened as needed)."""
+    centre = special.logit((y.sum() + 0.5) / (n.sum() + 1.0)) if y.size else 0.0
+    return _Box(centre - 3.0, centre + 3.0, np.log(0.02), np.log(5.0))
+
+
+def _axis_extent(
+    nodes: FloatArray, keep: NDArray[np.bool_], lo: float, hi: float
+) -> tuple[float, float, bool]:
+    """New (lo, hi) along one axis: kept nodes padded by one cell; widen where they hit an edge.
+
+    Returns the new bounds and whether the axis had to be widened.
+    """
+    idx = np.flatnonzero(keep)
+    width = hi - lo
+    widened = idx[0] == 0 or idx[-1] == nodes.size - 1
+    new_lo = lo - width if idx[0] == 0 else nodes[idx[0] - 1]
+    new_hi = hi + width if idx[-1] == nodes.size - 1 else nodes[idx[-1] + 1]
+    return float(new_lo), float(new_hi), widened
+
+
+def _locate_bulk(log_joint: Callable[[FloatArray, FloatArray], FloatArray], box: _Box) -> _Box:
+    """Find a box holding all the posterior mass (log density within ``_DROP`` of the maximum).
+
+    Repeated passes of a coarse grid: widen a side whose edge is still inside the bulk, and zoom
+    in while the bulk covers less than half the box (so a narrow posterior is resolved by
+    several coarse nodes before its extent is trusted). Each pass is one vectorised evaluation.
+    """
+    for _ in range(_MAX_PASSES):
+        mu = np.linspace(box.mu_lo, box.mu_hi, _N_COARSE)
+        rho = np.linspace(box.rho_lo, box.rho_hi, _N_COARSE)
+        lp = log_joint(mu, rho)
+        if not np.isfinite(lp.max()):
+            raise ValueError("the log posterior is not finite anywhere on the search grid")
+        keep = lp >= lp.max() - _DROP
+        mu_lo, mu_hi, wide_mu = _axis_extent(mu, keep.any(axis=1), box.mu_lo, box.mu_hi)
+        rho_lo, rho_hi, wide_rho = _axis_extent(rho, keep.any(axis=0), box.rho_lo, box.rho_hi)
+        new = _Box(mu_lo, mu_hi, rho_lo, rho_hi)
+        resolved = (mu_hi - mu_lo) >= 0.5 * (box.mu_hi - box.mu_lo) and (rho_hi - rho_lo) >= 0.5 * (
+            box.rho_hi - box.rho_lo
+        )
+        box = new
+        if resolved and not (wide_mu or wide_rho):
+            return box
+    raise RuntimeError("could not locate the posterior bulk; is the posterior proper?")
+
+
+def _edges_negligible(lp: FloatArray) -> tuple[bool, bool, bool, bool]:
+    """Whether each edge (mu low, mu high, rho low, rho high) is ``_EDGE_DROP`` below the max."""
+    cut = lp.max() - _EDGE_DROP
+    return (
+        bool(lp[0, :].max() < cut),
+        bool(lp[-1, :].max() < cut),
+        bool(lp[:, 0].max() < cut),
+        bool(lp[:, -1].max() < cut),
+    )
+
+
+def _fine_grid(
+    log_joint: Callable[[FloatArray, FloatArray], FloatArray], box: _Box, n_mu: int, n_rho: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Evaluate the log joint on the final grid, widening any edge that still carries mass."""
+    for _ in range(_MAX_PASSES):
+        mu = np.linspace(box.mu_lo, box.mu_hi, n_mu)
+        rho = np.linspace(box.rho_lo, box.rho_hi, n_rho)
+        lp = log_joint(mu, rho)
+        ok = _edges_negligible(lp)
+        if all(ok):
+            return mu, rho, lp
+        pad_mu = 0.25 * (box.mu_hi - box.mu_lo)
+        pad_rho = 0.25 * (box.rho_hi - box.rho_lo)
+        box = _Box(
+            box.mu_lo - (0.0 if ok[0] else pad_mu),
+            box.mu_hi + (0.0 if ok[1] else pad_mu),
+            box.rho_lo - (0.0 if ok[2] else pad_rho),
+            box.rho_hi + (0.0 if ok[3] else pad_rho),
+        )
+    raise RuntimeError("posterior mass keeps reaching the grid edge; is the posterior proper?")
+
+
+def posterior_grid(
+    y: ArrayLike,
+    n: ArrayLike,
+    *,
+    log_prior_mu: LogDensity | None = None,
+    log_prior_tau: LogDensity | None = None,
+    n_mu: int = 41,
+    n_logtau: int = 41,
+    n_nodes: int = 15,
+) -> ExactPosterior:
+    """Joint posterior of ``(mu, log tau)`` on an automatically placed grid.
+
+    The grid is placed in two steps: coarse 17 x 17 passes widen/zoom a box until it holds every
+    point whose log density is within 30 of the maximum (padded by a coarse cell), then the
+    final ``n_mu x n_logtau`` grid spans that box and is widened if its edges are not at least
+    20 below the maximum (mass there < 1e-9).
+
+    Quadrature rule: the trapezoid rule on a uniform grid. For a smooth integrand that has
+    decayed to ~0 at both ends it converges geometrically (it is then the discrete analogue of
+    integrating over the whole line; Trefethen & Weideman, SIAM Rev. 2014), which beats
+    Gauss-Legendre's fixed polynomial order here and keeps the nodes equispaced, so marginal
+    densities can be interpolated for accurate CDFs. With the default 41 nodes spanning about
+    ±8 posterior SDs the spacing is ~0.4 SD.
+
+    Parameters
+    ----------
+    y, n : array_like, shape (k,)
+        Events and sizes. ``k = 0`` gives the prior.
+    log_prior_mu : callable, optional
+        Vectorised log density of ``mu``; default Normal(0, 2.5). Must be smooth where the
+        posterior has mass.
+    log_prior_tau : callable, optional
+        Vectorised log density of ``tau`` on the ``tau`` scale (the grid adds the Jacobian);
+        default HalfNormal(1).
+    n_mu, n_logtau : int, optional
+        Final grid sizes along ``mu`` and ``log tau``.
+    n_nodes : int, optional
+        Gauss-Hermite nodes per study (see :func:`log_marginal_likelihood`).
+
+    Returns
+    -------
+    ExactPosterior
+        Grid nodes, normalised weights and the log evidence.
+    """
+    y_arr, n_arr = (np.zeros(0), np.zeros(0)) if np.size(y) == 0 else _study_arrays(y, n)
+    if min(n_mu, n_logtau) < 5:
+        raise ValueError("n_mu and n_logtau must be >= 5")
+    log_joint = _log_joint_factory(
+        y_arr,
+        n_arr,
+        log_prior_mu or default_log_prior_mu,
+        log_prior_tau or default_log_prior_tau,
+        n_nodes,
+    )
+    box = _locate_bulk(log_joint, _initial_box(y_arr, n_arr))
+    mu, rho, lp = _fine_grid(log_joint, box, n_mu, n_logtau)
+    cell = (mu[1] - mu[0]) * (rho[1] - rho[0])
+    log_z = special.logsumexp(lp) + np.log(cell)  # trapezoid: edge half-weights are ~0 anyway
+    return ExactPosterior(
+        mu=mu, log_tau=rho, log_weights=lp + np.log(cell) - log_z, log_evidence=float(log_z)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The posterior object
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _MarginalCDF:
+    """CDF of a 1-D marginal from its log density at equispaced nodes.
+
+    The log density is interpolated by a cubic spline (near-quadratic for near-Gaussian
+    marginals, so the spline is very accurate) and its exponential integrated per sub-interval
+    with 3-point Gauss-Legendre; quantiles are polished with Newton steps.
+    """
+
+    nodes: FloatArray
+    spline: CubicSpline
+    cdf: FloatArray  # at the sub-interval edges `edges`
+    edges: FloatArray
+
+    @classmethod
+    def from_log_density(cls, nodes: FloatArray, log_density: FloatArray) -> _MarginalCDF:
+        """Build from log density values (unnormalised is fine) at equispaced ``nodes``."""
+        floor = log_density.max() - 700.0  # keep -inf (zero prior density) out of the spline
+        spline = CubicSpline(nodes, np.maximum(log_density, floor))
+        edges = np.linspace(nodes[0], nodes[-1], (nodes.size - 1) * _CDF_REFINE + 1)
+        pieces = _gauss_legendre_pieces(spline, edges[:-1], edges[1:])
+        cdf = np.concatenate([[0.0], np.cumsum(pieces)])
+        return cls(nodes, spline, cdf / cdf[-1], edges)
+
+    def density(self, x: FloatArray) -> FloatArray:
+        """Normalised density at ``x``."""
+        return np.exp(self.spline(x)) / self._total
+
+    @cached_property
+    def _total(self) -> float:
+        pieces = _gauss_legendre_pieces(self.spline, self.edges[:-1], self.edges[1:])
+        return float(pieces.sum())
+
+    def __call__(self, x: FloatArray) -> FloatArray:
+        """CDF at ``x`` (inside the node range)."""
+        i = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, self.edges.size - 2)
+        partial = _gauss_legendre_pieces(self.spline, self.edges[i], x) / self._total
+        return self.cdf[i] + partial
+
+    def quantile(self, q: FloatArray) -> FloatArray:
+        """Inverse CDF: linear interpolation, then Newton polish on the accurate CDF."""
+        x = np.interp(q, self.cdf, self.edges)
+        for _ in range(3):
+            x = np.clip(x - (self(x) - q) / self.density(x), self.nodes[0], self.nodes[-1])
+        return x
+
+
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(3)
+
+
+def _gauss_legendre_pieces(spline: CubicSpline, a: FloatArray, b: FloatArray) -> FloatArray:
+    """``∫_a^b exp(spline(x)) dx`` per interval by 3-point Gauss-Legendre."""
+    half = 0.5 * (np.asarray(b) - np.asarray(a))
+    mid = 0.5 * (np.asarray(b) + np.asarray(a))
+    x = mid[..., None] + half[..., None] * _GL_X
+    return half * (np.exp(spline(x)) @ _GL_W)
+
+
+@dataclass(frozen=True, eq=False)
+class ExactPosterior:
+    """Posterior of ``(mu, log tau)`` on a tensor-product grid (from :func:`posterior_grid`).
+
+    Attributes
+    ----------
+    mu : ndarray, shape (n_mu,)
+        Equispaced ``mu`` nodes.
+    log_tau : ndarray, shape (n_logtau,)
+        Equispaced ``log tau`` nodes.
+    log_weights : ndarray, shape (n_mu, n_logtau)
+        Log of the normalised quadrature weights (``logsumexp == 0``): the posterior mass of
+        each node's cell.
+    log_evidence : float
+        ``log p(y)``, the log marginal likelihood of the data under the prior.
+    """
+
+    mu: FloatArray
+    log_tau: FloatArray
+    log_weights: FloatArray
+    log_evidence: float
+
+    @cached_property
+    def weights(self) -> FloatArray:
+        """Normalised weights, shape ``(n_mu, n_logtau)``, summing to 1."""
+        return np.exp(self.log_weights)
+
+    @property
+    def tau(self) -> FloatArray:
+        """``tau`` at the ``log_tau`` nodes."""
+        return np.exp(self.log_tau)
+
+    @cached_property
+    def _mu_cdf(self) -> _MarginalCDF:
+        return _MarginalCDF.from_log_density(self.mu, special.logsumexp(self.log_weights, axis=1))
+
+    @cached_property
+    def _log_tau_cdf(self) -> _MarginalCDF:
+        return _MarginalCDF.from_log_density(
+            self.log_tau, special.logsumexp(self.log_weights, axis=0)
+        )
+
+    @cached_property
+    def _mixture(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Non-negligible (weight, mu, tau) triples for the predictive mixture."""
+        w = self.weights
+        keep = w > 1e-16 * w.max()
+        mu, tau = np.meshgrid(self.mu, self.tau, indexing="ij")
+        return w[keep] / w[keep].sum(), mu[keep], tau[keep]
+
+    def predictive_cdf(self, logit_p: ArrayLike) -> FloatArray:
+        """CDF of a new study's log-odds: ``sum_j w_j Phi((logit_p - mu_j) / tau_j)``.
+
+        Parameters
+        ----------
+        logit_p : array_like
+            Log-odds at which to evaluate the CDF.
+
+        Returns
+        -------
+        ndarray
+            Same shape as ``logit_p``.
+        """
+        w, mu, tau = self._mixture
+        x = np.asarray(logit_p, dtype=float)
+        return special.ndtr((x[..., None] - mu) / tau) @ w
+
+    def _predictive_quantile(self, q: float) -> float:
+        """Root of ``predictive_cdf(x) = q`` (log-odds scale), bracketed then Brent."""
+        w, mu, tau = self._mixture
+        centre = float(w @ mu)
+        spread = float(np.sqrt(w @ ((mu - centre) ** 2 + tau**2)))
+        lo, hi = centre - 10.0 * spread, centre + 10.0 * spread
+        while self.predictive_cdf(lo) > q:
+            lo -= 10.0 * spread
+        while self.predictive_cdf(hi) < q:
+            hi += 10.0 * spread
+        return optimize.brentq(lambda x: float(self.predictive_cdf(x)) - q, lo, hi, xtol=1e-13)
+
+    def quantile(self, name: QuantityName, q: ArrayLike) -> float | FloatArray:
+        """Posterior quantiles.
+
+        Parameters
+        ----------
+        name : {"mu", "tau", "pooled", "predictive"}
+            ``pooled = expit(mu)``; ``predictive = expit(mu + tau z)``, ``z ~ N(0, 1)``: the
+            proportion in a new study.
+        q : float or array_like
+            Probabilities in (0, 1).
+
+        Returns
+        -------
+        float or ndarray
+            A float for scalar ``q``, else an array of ``q``'s shape.
+        """
+        q_arr = np.asarray(q, dtype=float)
+        if np.any((q_arr <= 0.0) | (q_arr >= 1.0)):
+            raise ValueError("quantile probabilities must lie strictly between 0 and 1")
+        if name in ("mu", "pooled"):
+            out = self._mu_cdf.quantile(q_arr)
+            out = special.expit(out) if name == "pooled" else out
+        elif name == "tau":
+            out = np.exp(self._log_tau_cdf.quantile(q_arr))
+        elif name == "predictive":
+            flat = [self._predictive_quantile(float(v)) for v in q_arr.ravel()]
+            out = special.expit(np.reshape(flat, q_arr.shape))
+        else:
+            raise ValueError(f"unknown quantity {name!r}; use mu, tau, pooled or predictive")
+        return float(out) if np.ndim(out) == 0 else out
+
+    def mean(self, name: Literal["mu", "tau", "pooled"]) -> float:
+        """Posterior mean of ``mu``, ``tau`` or ``pooled = expit(mu)``.
+
+        Parameters
+        ----------
+        name : {"mu", "tau", "pooled"}
+            The quantity.
+
+        Returns
+        -------
+        float
+            The weighted mean over the grid (trapezoid rule).
+        """
+        values = {
+            "mu": lambda: self.mu[:, None],
+            "tau": lambda: self.tau[None, :],
+            "pooled": lambda: special.expit(self.mu)[:, None],
+        }
+        if name not in values:
+            raise ValueError(f"unknown quantity {name!r}; use mu, tau or pooled")
+        return float(np.sum(self.weights * values[name]()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Leave-one-study-out
+# ---------------------------------------------------------------------------------------------
+
+
+def leave_one_out_elpd(y: ArrayLike, n: ArrayLike, **kwargs: object) -> FloatArray:
+    """Exact leave-one-study-out log predictive densities.
+
+    For each study ``i``, ``log p(y_i | y_{-i}) = log ∫ p(y_i | mu, tau) p(mu, tau | y_{-i})``,
+    with ``theta_i`` integrated out of ``p(y_i | mu, tau)`` and the posterior given the other
+    studies on its own :func:`posterior_grid`.
+
+    Parameters
+    ----------
+    y, n : array_like, shape (k,)
+        Events and sizes.
+    **kwargs
+        Passed to :func:`posterior_grid` (priors, grid sizes, ``n_nodes``).
+
+    Returns
+    -------
+    ndarray, shape (k,)
+        ``log p(y_i | y_{-i})``; their sum is the exact LOO elpd.
+    """
+    y_arr, n_arr = _study_arrays(y, n)
+    n_nodes = int(kwargs.get("n_nodes", 15))  # type: ignore[call-overload]
+    out = np.empty(y_arr.size)
+    for i in range(y_arr.size):
+        rest = np.arange(y_arr.size) != i
+        post = posterior_grid(y_arr[rest], n_arr[rest], **kwargs)  # type: ignore[arg-type]
+        loglik_i = log_marginal_likelihood(
+            y_arr[i : i + 1], n_arr[i : i + 1], post.mu[:, None], post.tau[None, :], n_nodes
+        )[..., 0]
+        out[i] = special.logsumexp(post.log_weights + loglik_i)
+    return out
