@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-if sys.version_info < (3, 12):  # pragma: no cover - guarded by requires-python too
+if sys.version_info < (3, 12):  # noqa: UP036  (a clear message beats pip's silent pymc 5)
     raise ImportError(
         "bayes_va needs Python >= 3.12 (pymc >= 6, arviz >= 1); this is Python "
         f"{sys.version.split()[0]}. Use the project's .venv (make test) or pyenv 3.12."

@@ -47,15 +47,36 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
     frame = load_table(args.table, args.data_dir)
     if args.table == "revision" and not args.all_columns:
         frame = frame[
-            ["study_id", "review_ref", "procedure", "n", "rate_text", "events", "outcome",
-             "followup_text", "database", "rob_selection", "rob_reporting"]
+            [
+                "study_id",
+                "review_ref",
+                "procedure",
+                "n",
+                "rate_text",
+                "events",
+                "outcome",
+                "followup_text",
+                "database",
+                "rob_selection",
+                "rob_reporting",
+            ]
         ]
-    with pd.option_context("display.max_rows", None, "display.max_columns", None,
-                           "display.width", 200, "display.max_colwidth", 60):
+    with pd.option_context(
+        "display.max_rows",
+        None,
+        "display.max_columns",
+        None,
+        "display.width",
+        200,
+        "display.max_colwidth",
+        60,
+    ):
         print(frame.to_string(index=False))
     if args.table == "revision":
-        print(f"\nk = {len(frame)} studies, {int(frame['n'].sum())} patients, "
-              f"{int(frame['events'].sum())} events")
+        print(
+            f"\nk = {len(frame)} studies, {int(frame['n'].sum())} patients, "
+            f"{int(frame['events'].sum())} events"
+        )
     return EXIT_OK
 
 
@@ -104,8 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="fit a model config and write results/<name>/")
     f.add_argument("config", help="TOML config, e.g. models/base.toml")
-    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set priors.tau.sigma=0.5")
+    f.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set priors.tau.sigma=0.5",
+    )
     f.add_argument("--out", help="results folder (default: RESULTS_ROOT/<config name>)")
     f.add_argument("--results-root", default="results")
     f.set_defaults(func=_cmd_fit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -100,6 +101,15 @@ class SamplerConfig:
     draws: int = 1000
     seed: int = 20231123
     target_accept: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name, low in (("chains", 1), ("draws", 1), ("tune", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"'sampler.{name}' must be >= {low}, got {getattr(self, name)}")
+        if not 0.0 < self.target_accept < 1.0:
+            raise ConfigError(
+                f"'sampler.target_accept' must lie in (0, 1), got {self.target_accept}"
+            )
 
 
 @dataclass(frozen=True)
@@ -234,9 +244,7 @@ def _parse_prior(raw: Any, key: str, source: str) -> Prior:
         raise ConfigError(f"{source}: '{key}' must be a table with a 'dist' key")
     dist = raw["dist"]
     if dist not in families:
-        raise ConfigError(
-            f"{source}: '{key}.dist' is {dist!r}; allowed: {', '.join(families)}"
-        )
+        raise ConfigError(f"{source}: '{key}.dist' is {dist!r}; allowed: {', '.join(families)}")
     expected = families[dist]
     given = {k: v for k, v in raw.items() if k != "dist"}
     unknown = sorted(set(given) - set(expected))
@@ -253,6 +261,8 @@ def _parse_prior(raw: Any, key: str, source: str) -> Prior:
         v = given[p]
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ConfigError(f"{source}: '{key}.{p}' must be a number, got {v!r}")
+        if not math.isfinite(v):
+            raise ConfigError(f"{source}: '{key}.{p}' must be finite, got {v!r}")
         if p in _POSITIVE_PARAMS and not v > 0:
             raise ConfigError(f"{source}: '{key}.{p}' must be > 0, got {v!r}")
         params[p] = float(v)
@@ -268,8 +278,10 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in child.items():
         b = out.get(k)
-        if isinstance(v, dict) and isinstance(b, dict) and not (
-            "dist" in v and v.get("dist") != b.get("dist")
+        if (
+            isinstance(v, dict)
+            and isinstance(b, dict)
+            and not ("dist" in v and v.get("dist") != b.get("dist"))
         ):
             out[k] = _merge(b, v)
         else:
@@ -340,9 +352,7 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>", root: str | Path = ".
     return dataclasses.replace(cfg, root=str(root))
 
 
-def load_config(
-    path: str | Path, overrides: dict[str, Any] | list[str] | None = None
-) -> Config:
+def load_config(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Config:
     """Read a TOML config, follow ``extends``, apply overrides and validate.
 
     Parameters

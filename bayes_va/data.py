@@ -20,8 +20,11 @@ import pandas as pd
 from .errors import DataValidationError, Problem
 from .schemas import BY_FILENAME, TABLES, Column, TableSchema
 
-_INT = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# Canonical ASCII integers only, so that str(value) == cell text (no "+5", "007", "-0", "١٤").
+_INT = re.compile(r"0|-?[1-9][0-9]*")
+_FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+#: Counts are stored as int64; longer integers are rejected rather than overflowing.
+_MAX_INT_DIGITS = 18
 
 
 def default_data_dir() -> Path:
@@ -46,8 +49,16 @@ def _parse_cell(text: str, col: Column) -> tuple[object, str | None]:
         return text, None
     if col.kind == "int":
         if not _INT.fullmatch(text):
-            what = "a non-integer number" if _FLOAT.fullmatch(text) else "not a number"
-            return None, f"{text!r} is {what}; an integer is required"
+            if _FLOAT.fullmatch(text):
+                return None, f"{text!r} is a non-integer number; an integer is required"
+            if re.fullmatch(r"[+-]?\d+", text):
+                return (
+                    None,
+                    f"{text!r} is not a plain integer (no sign, leading zeros or non-ASCII digits)",
+                )
+            return None, f"{text!r} is not a number; an integer is required"
+        if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+            return None, f"{text[:20]}... is too large (more than {_MAX_INT_DIGITS} digits)"
         value: float = int(text)
     else:
         if not _FLOAT.fullmatch(text):
@@ -146,16 +157,18 @@ def parse_table(text: str, schema: TableSchema, file: str = "<string>") -> pd.Da
     if problems:
         raise DataValidationError(problems)
 
-    frame = pd.DataFrame.from_records(records, columns=expected)
+    # Build column by column from the parsed Python values: going through a record frame
+    # would let pandas pass ints through float64 and turn missing text into nan.
+    columns: dict[str, object] = {}
     for col in schema.columns:
+        values = [rec[col.name] for rec in records]
         if col.kind == "int":
-            frame[col.name] = pd.array(frame[col.name].tolist(), dtype="Int64")
+            columns[col.name] = pd.array(values, dtype="Int64")
         elif col.kind == "float":
-            frame[col.name] = pd.array(frame[col.name].tolist(), dtype="Float64")
+            columns[col.name] = pd.array(values, dtype="Float64")
         else:
-            frame[col.name] = pd.Series(
-                [pd.NA if v is None else v for v in frame[col.name]], dtype=object
-            )
+            columns[col.name] = pd.Series([pd.NA if v is None else v for v in values], dtype=object)
+    frame = pd.DataFrame(columns)
     frame.attrs["source_file"] = file
     frame.attrs["lines"] = lines
     return frame
@@ -213,7 +226,9 @@ def _row_checks(
     return problems
 
 
-def read_table(path: str | os.PathLike[str], schema: TableSchema | str | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | os.PathLike[str], schema: TableSchema | str | None = None
+) -> pd.DataFrame:
     """Read and validate one CSV file.
 
     Parameters
@@ -263,6 +278,7 @@ def cross_table_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
     if rev is None:
         return problems
     studies = rev.set_index("study_id")
+    study_line = dict(zip(rev["study_id"], rev.attrs["lines"], strict=True))
     for name in ("revision_arms", "revision_variants"):
         t = tables.get(name)
         if t is None:
@@ -272,20 +288,39 @@ def cross_table_problems(tables: dict[str, pd.DataFrame]) -> list[Problem]:
                 problems.append(
                     Problem(t.attrs["source_file"], line, "study_id", f"unknown study {sid!r}")
                 )
+    variants = tables.get("revision_variants")
+    if variants is not None:
+        for sid, ev, line in zip(
+            variants["study_id"], variants["events"], variants.attrs["lines"], strict=True
+        ):
+            if sid in studies.index and not pd.isna(ev) and ev > studies.loc[sid, "n"]:
+                problems.append(
+                    Problem(
+                        variants.attrs["source_file"],
+                        line,
+                        "events",
+                        f"events {ev} exceed n {studies.loc[sid, 'n']} of study {sid!r} "
+                        f"({rev.attrs['source_file']}, line {study_line[sid]})",
+                    )
+                )
     arms = tables.get("revision_arms")
     if arms is not None:
+        arm_lines = arms.attrs["lines"]
         for sid, grp in arms.groupby("study_id", sort=False):
             if sid not in studies.index:
                 continue
+            lines = [arm_lines[i] for i in grp.index]
             for col in ("n", "events"):
                 total, row_value = int(grp[col].sum()), int(studies.loc[sid, col])
                 if total != row_value:
                     problems.append(
                         Problem(
                             arms.attrs["source_file"],
-                            None,
+                            lines[0],
                             col,
-                            f"arms of {sid!r} sum to {total}, but the study row has {row_value}",
+                            f"arms of {sid!r} sum to {total}, but the study row has "
+                            f"{row_value} (arms on lines {', '.join(map(str, lines))}; study "
+                            f"row: {rev.attrs['source_file']}, line {study_line[sid]})",
                         )
                     )
     contrasts = tables.get("avf_contrasts")

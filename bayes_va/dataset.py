@@ -47,7 +47,7 @@ class StudyData:
         return h.hexdigest()
 
 
-def from_counts(y, n, study=None) -> StudyData:  # noqa: ANN001 - array-likes
+def from_counts(y, n, study=None) -> StudyData:
     """Build :class:`StudyData` from plain arrays (simulations, user data)."""
     y = np.asarray(y, dtype=np.int64)
     n = np.asarray(n, dtype=np.int64)
@@ -60,7 +60,7 @@ def from_counts(y, n, study=None) -> StudyData:  # noqa: ANN001 - array-likes
     return StudyData(study, y, n, table, ("from arrays",))
 
 
-def build_dataset(cfg: DataConfig, data_dir) -> StudyData:  # noqa: ANN001 - path-like
+def build_dataset(cfg: DataConfig, data_dir) -> StudyData:
     """Load the outcome table and apply the config's variants, splits and exclusions.
 
     Raises
@@ -107,8 +107,10 @@ def build_dataset(cfg: DataConfig, data_dir) -> StudyData:  # noqa: ANN001 - pat
             raise ConfigError(
                 f"data.exclude: unknown study id {sid!r}; known: {', '.join(sorted(known))}"
             )
-        if sid not in set(table["study_id"]):
-            raise ConfigError(f"data.exclude: {sid!r} was already removed by a variant")
+        if sid in touched:
+            raise ConfigError(
+                f"data.exclude: {sid!r} is also changed by variant {touched[sid]!r}; choose one"
+            )
         table = table[table["study_id"] != sid]
         steps.append(f"excluded {sid}")
 

@@ -57,7 +57,7 @@ def add_derived(tree: xr.DataTree, data: StudyData, seed: int) -> xr.DataTree:
     dims = ("chain", "draw", "study")
     p_values = post["p"].transpose(*dims).values
     y_rep = _rng(seed, _STREAM_PPC).binomial(data.n, p_values)
-    ll_marg = log_marginal_likelihood(y, n, mu.values[..., None], tau.values[..., None])
+    ll_marg = log_marginal_likelihood(y, n, mu.values, tau.values)
     ll_cond = conditional_loglik(theta.transpose(*dims).values, y, n)
 
     coords = {"chain": post["chain"], "draw": post["draw"], "study": list(data.study)}

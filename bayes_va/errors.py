@@ -40,7 +40,7 @@ class Problem:
 
 
 class DataValidationError(BayesVAError, ValueError):
-    """A data table failed validation. ``problems`` lists every problem found, not just the first."""
+    """A data table failed validation; ``problems`` lists every problem found."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)

@@ -60,8 +60,14 @@ def study_table(tree: xr.DataTree, data: StudyData, ci_prob: float = CI_PROB) ->
                 "y_rep_upper": float(rhi),
                 # two-sided posterior predictive p-value of the observed count (mid-p)
                 "ppc_p": float(
-                    min(1.0, 2 * min((rep < y).mean() + 0.5 * (rep == y).mean(),
-                                     (rep > y).mean() + 0.5 * (rep == y).mean()))
+                    min(
+                        1.0,
+                        2
+                        * min(
+                            (rep < y).mean() + 0.5 * (rep == y).mean(),
+                            (rep > y).mean() + 0.5 * (rep == y).mean(),
+                        ),
+                    )
                 ),
             }
         )

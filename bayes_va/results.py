@@ -143,7 +143,10 @@ def load_result(path: str | Path) -> FitResult:
     y = np.asarray(obs["y"].values, dtype=np.int64)
     n = np.asarray(obs["n"].values, dtype=np.int64)
     data = StudyData(
-        study, y, n, pd.DataFrame({"study_id": study, "events": y, "n": n}),
+        study,
+        y,
+        n,
+        pd.DataFrame({"study_id": study, "events": y, "n": n}),
         tuple(prov["data_steps"]),
     )
     return FitResult(cfg, data, tree, est, diag, prov)

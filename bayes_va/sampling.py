@@ -109,8 +109,7 @@ def _pymc(cfg: Config, data: StudyData, nuts_sampler: str) -> SamplerRun:
             import numpyro  # noqa: F401
         except ImportError:
             raise RuntimeError(
-                "sampler.backend = 'numpyro' needs JAX and NumPyro: "
-                "pip install 'bayes_va[jax]'"
+                "sampler.backend = 'numpyro' needs JAX and NumPyro: pip install 'bayes_va[jax]'"
             ) from None
     t0 = time.perf_counter()
     with model:
@@ -130,8 +129,9 @@ def _pymc(cfg: Config, data: StudyData, nuts_sampler: str) -> SamplerRun:
     keep = {g: tree[g] for g in ("posterior", "sample_stats")}
     import xarray as xr
 
-    return SamplerRun(xr.DataTree.from_dict({k: v.to_dataset() for k, v in keep.items()}),
-                      0.0, t1 - t0, False)
+    return SamplerRun(
+        xr.DataTree.from_dict({k: v.to_dataset() for k, v in keep.items()}), 0.0, t1 - t0, False
+    )
 
 
 def run_sampler(cfg: Config, data: StudyData) -> SamplerRun:

@@ -74,7 +74,7 @@ SOURCE = _text("source")
 REVISION = TableSchema(
     name="revision",
     filename="revision_studies.csv",
-    description="14 cohort studies of revision after vertebral augmentation (Takahashi 2023, Table 1-2)",
+    description="14 cohort studies of revision after augmentation (Takahashi 2023, Tables 1-2)",
     columns=(
         _text("study_id", unique=True),
         _text("author"),
@@ -143,7 +143,7 @@ REVISION_VARIANTS = TableSchema(
 AVF_COHORTS = TableSchema(
     name="avf_cohorts",
     filename="avf_cohorts.csv",
-    description="adjacent / new vertebral fracture cohorts (Reyhani Yassavoly 2025 and public abstracts)",
+    description="adjacent or new vertebral fracture cohorts (Reyhani Yassavoly 2025, abstracts)",
     columns=(
         _text("study_id", unique=True),
         _text("label"),
