@@ -24,6 +24,13 @@ from .errors import ConfigError
 #: Prior families and their parameters (PyMC names). Values must be finite; scales positive.
 PRIOR_FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
     "mu": {"Normal": ("mu", "sigma")},
+    "beta": {"Normal": ("mu", "sigma")},
+    "phi": {
+        "Exponential": ("lam",),
+        "Gamma": ("alpha", "beta"),
+        "LogNormal": ("mu", "sigma"),
+        "HalfNormal": ("sigma",),
+    },
     "tau": {
         "HalfNormal": ("sigma",),
         "HalfCauchy": ("beta",),
@@ -31,7 +38,7 @@ PRIOR_FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
         "LogNormal": ("mu", "sigma"),
     },
 }
-_POSITIVE_PARAMS = {"sigma", "beta", "lam"}
+_POSITIVE_PARAMS = {"sigma", "beta", "lam", "alpha"}
 
 
 @dataclass(frozen=True)
@@ -52,23 +59,28 @@ class DataConfig:
 
     Attributes
     ----------
-    table : {"revision"}
-        The outcome table.
+    table : {"revision", "avf"}
+        The outcome table: ``revision_studies.csv`` or ``avf_cohorts.csv``.
     dir : str
         Data folder; relative paths are resolved against the project root.
     variants : tuple of str
-        Rows of ``revision_variants.csv`` to apply (e.g. ``"lin2016_low"``).
+        Rows of ``revision_variants.csv`` to apply (e.g. ``"lin2016_low"``; revision only).
     exclude : tuple of str
         Study ids to drop; each must exist.
     split_arms : bool
-        Replace studies reported by arm (Hazzard 2014) with their arms (k = 15).
+        Replace studies reported by arm (Hazzard 2014) with their arms (k = 15; revision only).
+    keep : dict of str to list of str
+        Keep only rows whose column equals one of the listed values, e.g.
+        ``keep = {outcome = ["adjacent_fracture"], count_basis = ["stated"]}``. Every
+        column and value must exist in the table (a typo is an error, not an empty filter).
     """
 
-    table: Literal["revision"] = "revision"
+    table: Literal["revision", "avf"] = "revision"
     dir: str = "data"
     variants: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     split_arms: bool = False
+    keep: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,16 +91,24 @@ class ModelConfig:
     centred form mixes far better there (see ``bench/results/fit.json``).
     """
 
-    family: Literal["logit_normal"] = "logit_normal"
+    family: Literal["logit_normal", "beta_binomial"] = "logit_normal"
     parametrisation: Literal["centred", "noncentred"] = "centred"
+    #: Study-level moderators (meta-regression), see :mod:`bayes_va.moderators`.
+    moderators: tuple[str, ...] = ()
+    #: Reference level (categorical) or centre (continuous) per moderator; defaults are the
+    #: most common level and the median.
+    reference: dict[str, str | float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PriorsConfig:
-    """Priors of the population mean μ (logit scale) and the between-study SD τ."""
+    """Priors: μ (logit of the pooled proportion), τ (between-study SD, logit-normal),
+    β (moderator effects, log odds ratios) and φ (beta-binomial concentration)."""
 
     mu: Prior = field(default_factory=lambda: Prior("Normal", {"mu": 0.0, "sigma": 2.5}))
     tau: Prior = field(default_factory=lambda: Prior("HalfNormal", {"sigma": 1.0}))
+    beta: Prior = field(default_factory=lambda: Prior("Normal", {"mu": 0.0, "sigma": 1.0}))
+    phi: Prior = field(default_factory=lambda: Prior("Exponential", {"lam": 0.01}))
 
 
 @dataclass(frozen=True)
@@ -164,6 +184,8 @@ class Config:
 def _to_plain(obj: Any) -> Any:
     if isinstance(obj, Prior):
         return {"dist": obj.dist, **obj.params}
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
     if dataclasses.is_dataclass(obj):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple):
@@ -192,8 +214,18 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{source}: '{key}' must be a list of strings, got {value!r}")
         return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a table, got {value!r}")
+        _, vt = get_args(tp)
+        return {str(k): _coerce(v, vt, f"{key}.{k}", source) for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
-        raise TypeError("unions are not used in config annotations")
+        args = get_args(tp)
+        if set(args) == {str, float}:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise ConfigError(f"{source}: '{key}' must be a string or a number")
+            return float(value) if isinstance(value, int | float) else value
+        raise TypeError(f"unsupported union {tp!r}")
     if tp is Prior:
         return _parse_prior(value, key, source)
     if dataclasses.is_dataclass(tp):

@@ -60,14 +60,67 @@ def from_counts(y, n, study=None) -> StudyData:
     return StudyData(study, y, n, table, ("from arrays",))
 
 
-def build_dataset(cfg: DataConfig, data_dir) -> StudyData:
-    """Load the outcome table and apply the config's variants, splits and exclusions.
+def build_dataset(cfg: DataConfig, data_dir) -> StudyData:  # noqa: ANN001 - path-like
+    """Load the outcome table and apply the config's variants, splits, filters and exclusions.
+
+    Order: variants and arm splits (revision table), then ``keep`` filters, then exclusions.
 
     Raises
     ------
     ConfigError
-        If a variant or excluded study id does not exist (a typo must not pass silently).
+        If a variant, filter column or value, or excluded study id does not exist (a typo must
+        not pass silently), or the selection leaves no studies.
     """
+    if cfg.table == "revision":
+        table, steps, touched = _revision_table(cfg, data_dir)
+    else:
+        if cfg.variants or cfg.split_arms:
+            raise ConfigError("data.variants and data.split_arms apply to the revision table only")
+        table, steps, touched = load_table("avf_cohorts", data_dir).copy(), [], {}
+    known = set(table["study_id"]) | set(touched)  # variants may have dropped a study
+
+    for column, allowed in cfg.keep.items():
+        if column not in table.columns:
+            raise ConfigError(f"data.keep: the table has no column {column!r}")
+        present = set(table[column].astype(str))
+        unknown = [v for v in allowed if v not in present]
+        if unknown:
+            raise ConfigError(
+                f"data.keep.{column}: {unknown} never occur; values present: {sorted(present)}"
+            )
+        before = len(table)
+        table = table[table[column].astype(str).isin(allowed)]
+        steps.append(f"kept {column} in {list(allowed)}: {before} -> {len(table)} rows")
+
+    remaining = set(table["study_id"])
+    for sid in cfg.exclude:
+        if sid not in known:
+            raise ConfigError(
+                f"data.exclude: unknown study id {sid!r}; known: {', '.join(sorted(known))}"
+            )
+        if sid in touched:
+            raise ConfigError(
+                f"data.exclude: {sid!r} is also changed by variant {touched[sid]!r}; choose one"
+            )
+        if sid not in remaining:
+            raise ConfigError(f"data.exclude: {sid!r} was already removed by data.keep")
+        table = table[table["study_id"] != sid]
+        steps.append(f"excluded {sid}")
+
+    table = table.reset_index(drop=True)
+    if table.empty:
+        raise ConfigError("the data selection leaves no studies")
+    return StudyData(
+        study=tuple(table["study_id"]),
+        y=table["events"].to_numpy(dtype=np.int64),
+        n=table["n"].to_numpy(dtype=np.int64),
+        table=table,
+        steps=tuple(steps),
+    )
+
+
+def _revision_table(cfg: DataConfig, data_dir) -> tuple[pd.DataFrame, list[str], dict[str, str]]:  # noqa: ANN001
+    """The revision table with variants applied and (optionally) arms split."""
     table = load_table("revision", data_dir).copy()
     variants = load_table("revision_variants", data_dir)
     arms = load_table("revision_arms", data_dir)
@@ -77,8 +130,6 @@ def build_dataset(cfg: DataConfig, data_dir) -> StudyData:
     if problems:
         raise DataValidationError(problems)
     steps: list[str] = []
-    known = set(table["study_id"])
-
     by_id = variants.set_index("variant_id")
     touched: dict[str, str] = {}
     for vid in cfg.variants:
@@ -101,18 +152,6 @@ def build_dataset(cfg: DataConfig, data_dir) -> StudyData:
             old = int(table.loc[mask, "events"].iloc[0])
             table.loc[mask, "events"] = int(row["events"])
             steps.append(f"variant {vid}: {sid} events {old} -> {int(row['events'])}")
-
-    for sid in cfg.exclude:
-        if sid not in known:
-            raise ConfigError(
-                f"data.exclude: unknown study id {sid!r}; known: {', '.join(sorted(known))}"
-            )
-        if sid in touched:
-            raise ConfigError(
-                f"data.exclude: {sid!r} is also changed by variant {touched[sid]!r}; choose one"
-            )
-        table = table[table["study_id"] != sid]
-        steps.append(f"excluded {sid}")
 
     if cfg.split_arms:
         rows = []
@@ -138,14 +177,6 @@ def build_dataset(cfg: DataConfig, data_dir) -> StudyData:
                 rows.append(d)
             steps.append(f"split {r['study_id']} into arms {', '.join(sub['arm'])}")
         table = pd.DataFrame(rows)
-
-    table = table.reset_index(drop=True)
-    if table.empty:
-        raise ConfigError("the data selection leaves no studies")
-    return StudyData(
-        study=tuple(table["study_id"]),
-        y=table["events"].to_numpy(dtype=np.int64),
-        n=table["n"].to_numpy(dtype=np.int64),
-        table=table,
-        steps=tuple(steps),
-    )
+        for col in ("n", "events"):
+            table[col] = table[col].astype("Int64")
+    return table, steps, touched

@@ -12,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from scipy.special import expit, gammaln, log_expit
+from scipy.stats import betabinom
 
 from .dataset import StudyData
 from .exact import log_marginal_likelihood
+from .moderators import Design
 
 #: Independent streams derived from the config seed (the sampler uses the seed itself).
 _STREAM_PREDICTIVE = 1
@@ -31,48 +33,97 @@ def conditional_loglik(theta: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.nd
     return coef + y * log_expit(theta) + (n - y) * log_expit(-theta)
 
 
-def add_derived(tree: xr.DataTree, data: StudyData, seed: int) -> xr.DataTree:
+def add_derived(
+    tree: xr.DataTree, data: StudyData, seed: int, family: str = "logit_normal",
+    design: Design | None = None,
+) -> xr.DataTree:
     """Return a new tree with derived quantities and the predictive/likelihood groups.
 
     Parameters
     ----------
     tree : xarray.DataTree
-        Sampler output with ``posterior`` variables ``mu``, ``tau``, ``theta``.
+        Sampler output: ``posterior`` with ``mu`` and ``tau``/``theta`` (logit-normal) or
+        ``phi`` (beta-binomial), and ``beta`` with moderators.
     data : StudyData
         The counts the model was fitted to (sets the ``study`` coordinate).
     seed : int
         Seed of the fit; the random parts (predictive draws, replicated counts) use their own
         streams of it, so the same seed gives the same numbers.
+    family : {"logit_normal", "beta_binomial"}
+        The likelihood family.
+    design : Design, optional
+        Moderator design (none: intercept-only).
     """
     post = tree["posterior"].to_dataset()
     post = post.assign_coords(study=list(data.study))
-    mu, tau, theta = post["mu"], post["tau"], post["theta"]
-    shape = mu.shape
-    z = _rng(seed, _STREAM_PREDICTIVE).standard_normal(shape)
-    post["pooled"] = xr.apply_ufunc(expit, mu)
-    post["predictive"] = (("chain", "draw"), expit(mu.values + tau.values * z))
-    post["p"] = xr.apply_ufunc(expit, theta)
-
-    y, n = data.y.astype(float), data.n.astype(float)
     dims = ("chain", "draw", "study")
-    p_values = post["p"].transpose(*dims).values
-    y_rep = _rng(seed, _STREAM_PPC).binomial(data.n, p_values)
-    ll_marg = log_marginal_likelihood(y, n, mu.values, tau.values)
-    ll_cond = conditional_loglik(theta.transpose(*dims).values, y, n)
+    mu = post["mu"].values
+    eta = np.broadcast_to(mu[..., None], mu.shape + (data.k,)).copy()
+    if design is not None and design.X.shape[1]:
+        beta = post["beta"].transpose("chain", "draw", "coef").values
+        eta += np.einsum("cdj,kj->cdk", beta, design.X)
+        for term in design.terms:
+            if term.kind != "categorical":
+                continue
+            levels = (str(term.reference), *term.levels)
+            cols = [list(design.coef_names).index(c) for c in term.coef_names]
+            logits = [mu] + [mu + beta[..., j] for j in cols]
+            post[f"prop_{term.name}"] = (
+                ("chain", "draw", f"{term.name}_level"),
+                expit(np.stack(logits, axis=-1)),
+            )
+            post = post.assign_coords({f"{term.name}_level": list(levels)})
+    post["pooled"] = (("chain", "draw"), expit(mu))
+    z_rng = _rng(seed, _STREAM_PREDICTIVE)
+    y, n = data.y.astype(float), data.n.astype(float)
 
+    if family == "logit_normal":
+        tau = post["tau"].values
+        theta = post["theta"].transpose(*dims).values
+        post["predictive"] = (("chain", "draw"), expit(mu + tau * z_rng.standard_normal(mu.shape)))
+        p_values = expit(theta)
+        if eta.shape[-1] and design is not None and design.X.shape[1]:
+            ll_marg = np.stack(
+                [log_marginal_likelihood(y[i : i + 1], n[i : i + 1], eta[..., i], tau)[..., 0]
+                 for i in range(data.k)],
+                axis=-1,
+            )
+        else:
+            ll_marg = log_marginal_likelihood(y, n, mu, tau)
+        ll = {"y": (dims, ll_marg), "y_conditional": (dims, conditional_loglik(theta, y, n))}
+    elif family == "beta_binomial":
+        phi = post["phi"].values
+        p_mean = expit(mu)
+        post["predictive"] = (
+            ("chain", "draw"), z_rng.beta(p_mean * phi, (1.0 - p_mean) * phi)
+        )
+        a = expit(eta) * phi[..., None]
+        b = (1.0 - expit(eta)) * phi[..., None]
+        # conjugacy: p_i | y_i, p, phi ~ Beta(a + y_i, b + n_i - y_i)
+        p_values = z_rng.beta(a + y, b + n - y)
+        ll = {"y": (dims, betabinom.logpmf(data.y, data.n, a, b))}
+    else:  # pragma: no cover - guarded by the config schema
+        raise ValueError(f"unknown family {family!r}")
+    post["p"] = (dims, p_values)
+
+    y_rep = _rng(seed, _STREAM_PPC).binomial(data.n, p_values)
     coords = {"chain": post["chain"], "draw": post["draw"], "study": list(data.study)}
     groups = {
         "posterior": post,
         "posterior_predictive": xr.Dataset({"y": (dims, y_rep)}, coords=coords),
-        "log_likelihood": xr.Dataset(
-            {"y": (dims, ll_marg), "y_conditional": (dims, ll_cond)}, coords=coords
-        ),
+        "log_likelihood": xr.Dataset(ll, coords=coords),
         "observed_data": xr.Dataset(
             {"y": ("study", data.y), "n": ("study", data.n)},
             coords={"study": list(data.study)},
         ),
         "sample_stats": tree["sample_stats"].to_dataset(),
     }
+    if design is not None and design.X.shape[1]:
+        groups["constant_data"] = xr.Dataset(
+            {"X": (("study", "coef"), design.X)},
+            coords={"study": list(data.study), "coef": list(design.coef_names)},
+            attrs={"design": design.to_json()},
+        )
     for ds in groups.values():
         ds.attrs.pop("created_at", None)  # keep stored results free of wall-clock time
     return xr.DataTree.from_dict(groups)

@@ -11,7 +11,7 @@ import xarray as xr
 from .config import DiagnosticsConfig
 
 #: Variables whose convergence decides whether a fit is trusted.
-CHECKED_VARS = ("mu", "tau", "theta")
+CHECKED_VARS = ("mu", "tau", "theta", "phi", "beta")
 #: Headline quantities whose Monte-Carlo standard errors are reported.
 HEADLINE = ("pooled", "predictive", "tau")
 HEADLINE_PROBS = (0.025, 0.5, 0.975)
@@ -28,7 +28,7 @@ def _min(tree: xr.DataTree) -> float:
 def mcse_table(tree: xr.DataTree) -> dict[str, dict[str, float]]:
     """MCSE of the mean and of the 2.5/50/97.5 % quantiles of the headline quantities."""
     out: dict[str, dict[str, float]] = {}
-    for var in HEADLINE:
+    for var in (v for v in HEADLINE if v in tree["posterior"].data_vars):
         row = {"mean": float(az.mcse(tree, var_names=[var], method="mean")[var].values)}
         for q in HEADLINE_PROBS:
             m = az.mcse(tree, var_names=[var], method="quantile", prob=q)

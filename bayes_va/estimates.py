@@ -12,7 +12,7 @@ from .dataset import StudyData
 
 #: Posterior summaries use equal-tailed intervals of this probability.
 CI_PROB = 0.95
-HEADLINE_VARS = ("pooled", "predictive", "tau", "mu")
+HEADLINE_VARS = ("pooled", "predictive", "tau", "phi", "mu")
 
 
 def summarise_draws(values: np.ndarray, ci_prob: float = CI_PROB) -> dict[str, float]:
@@ -30,9 +30,33 @@ def summarise_draws(values: np.ndarray, ci_prob: float = CI_PROB) -> dict[str, f
 
 
 def headline(tree: xr.DataTree, ci_prob: float = CI_PROB) -> dict[str, dict[str, float]]:
-    """Summaries of the pooled and predictive proportions, τ and μ."""
+    """Summaries of the pooled and predictive proportions, τ or φ, and μ."""
     post = tree["posterior"]
-    return {v: summarise_draws(post[v].values, ci_prob) for v in HEADLINE_VARS}
+    return {v: summarise_draws(post[v].values, ci_prob) for v in HEADLINE_VARS if v in post}
+
+
+def moderator_effects(tree: xr.DataTree, ci_prob: float = CI_PROB) -> dict[str, Any]:
+    """Log odds ratios per moderator coefficient and proportions per subgroup level."""
+    post = tree["posterior"]
+    out: dict[str, Any] = {"coefficients": {}, "subgroups": {}}
+    if "beta" not in post:
+        return out
+    for coef in post["coef"].values:
+        draws = post["beta"].sel(coef=coef).values
+        row = summarise_draws(draws, ci_prob)
+        row["or_median"] = float(np.exp(row["median"]))
+        row["or_lower"] = float(np.exp(row["lower"]))
+        row["or_upper"] = float(np.exp(row["upper"]))
+        row["p_positive"] = float((draws > 0).mean())
+        out["coefficients"][str(coef)] = row
+    for var in post.data_vars:
+        if str(var).startswith("prop_"):
+            dim = [d for d in post[var].dims if d not in ("chain", "draw")][0]
+            out["subgroups"][str(var)[5:]] = {
+                str(level): summarise_draws(post[var].sel({dim: level}).values, ci_prob)
+                for level in post[dim].values
+            }
+    return out
 
 
 def study_table(tree: xr.DataTree, data: StudyData, ci_prob: float = CI_PROB) -> pd.DataFrame:

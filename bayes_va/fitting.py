@@ -11,7 +11,8 @@ from .config import Config, load_config
 from .dataset import StudyData, build_dataset
 from .derived import add_derived
 from .diagnostics import compute_diagnostics
-from .estimates import CI_PROB, exact_reference, headline, study_table
+from .estimates import CI_PROB, exact_reference, headline, moderator_effects, study_table
+from .moderators import build_design
 from .priors import log_density
 from .provenance import provenance_record
 from .results import FitResult
@@ -62,21 +63,27 @@ def fit(
     if data is None:
         data = build_dataset(cfg.data, cfg.data_dir)
 
-    run = run_sampler(cfg, data)
-    tree = add_derived(run.tree, data, cfg.sampler.seed)
+    design = build_design(data.table, cfg.model.moderators, cfg.model.reference)
+    run = run_sampler(cfg, data, design)
+    tree = add_derived(run.tree, data, cfg.sampler.seed, cfg.model.family, design)
     diag = compute_diagnostics(tree, cfg.diagnostics)
 
+    # The references apply to the intercept-only model on the same data: the quadrature
+    # posterior to the logit-normal family (same priors), the classical GLMM to both families.
+    plain = not cfg.model.moderators
     t0 = time.perf_counter()
-    ref = exact_posterior(cfg, data)
+    ref = exact_posterior(cfg, data) if plain and cfg.model.family == "logit_normal" else None
     t_exact = time.perf_counter() - t0
-    classical = glmm.fit_glmm(data.y, data.n)
+    classical = glmm.fit_glmm(data.y, data.n) if plain else None
 
     estimates = {
         "k": data.k,
+        "family": cfg.model.family,
         "ci_prob": CI_PROB,
         "bayes": headline(tree),
-        "exact": exact_reference(ref),
-        "glmm": classical.to_dict(),
+        "exact": exact_reference(ref) if ref is not None else None,
+        "glmm": classical.to_dict() if classical is not None else None,
+        "moderators": moderator_effects(tree),
         "studies": study_table(tree, data).to_dict(orient="records"),
     }
     diag["timings"] = {

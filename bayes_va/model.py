@@ -3,9 +3,18 @@
 Logit-normal random effects (the ``logit_normal`` family)::
 
     y_i     ~ Binomial(n_i, logit^-1(theta_i))        i = 1..k
-    theta_i ~ Normal(mu, tau)
+    theta_i ~ Normal(mu + x_i' beta, tau)
     mu      ~ priors.mu   (default Normal(0, 2.5))
     tau     ~ priors.tau  (default HalfNormal(1))
+    beta_j  ~ priors.beta (default Normal(0, 1); only with model.moderators)
+
+Beta-binomial (the ``beta_binomial`` family)::
+
+    y_i ~ BetaBinomial(n_i, p_i phi, (1 - p_i) phi),  logit p_i = mu + x_i' beta
+    phi ~ priors.phi (default Exponential(0.01), mean 100)
+
+Without moderators, ``mu`` is the logit of the pooled proportion; with them, the logit at the
+reference levels and centres (see :mod:`bayes_va.moderators`).
 
 Parametrisations: ``centred`` samples theta directly; ``noncentred`` samples
 z_i ~ Normal(0, 1) and sets theta_i = mu + tau * z_i. Centred is the default: two studies with
@@ -25,35 +34,49 @@ import pymc as pm
 if TYPE_CHECKING:
     from .config import Config, Prior
     from .dataset import StudyData
+    from .moderators import Design
 
 
-def structure_key(cfg: Config, k: int) -> tuple:
-    """What determines the compiled graph: family, parametrisation, prior families and k."""
+def _used_priors(cfg: Config, n_coef: int) -> dict[str, Prior]:
+    used = {"mu": cfg.priors.mu}
+    used["tau" if cfg.model.family == "logit_normal" else "phi"] = (
+        cfg.priors.tau if cfg.model.family == "logit_normal" else cfg.priors.phi
+    )
+    if n_coef:
+        used["beta"] = cfg.priors.beta
+    return used
+
+
+def structure_key(cfg: Config, data: StudyData, design: Design) -> tuple:
+    """What determines the compiled graph: family, parametrisation, prior families, shapes."""
+    priors = _used_priors(cfg, design.X.shape[1])
     return (
         cfg.model.family,
         cfg.model.parametrisation,
-        cfg.priors.mu.dist,
-        cfg.priors.tau.dist,
-        k,
+        tuple((k, p.dist) for k, p in priors.items()),
+        data.k,
+        design.X.shape[1],
     )
 
 
-def data_values(cfg: Config, data: StudyData) -> dict[str, object]:
-    """Values of every ``pm.Data`` container of the model (counts and prior parameters)."""
+def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, object]:
+    """Values of every ``pm.Data`` container (counts, design matrix, prior parameters)."""
     values: dict[str, object] = {"n": data.n, "y_obs": data.y}
-    for which, prior in (("mu", cfg.priors.mu), ("tau", cfg.priors.tau)):
+    if design.X.shape[1]:
+        values["X"] = design.X
+    for which, prior in _used_priors(cfg, design.X.shape[1]).items():
         for p, v in prior.params.items():
             values[f"prior_{which}_{p}"] = v
     return values
 
 
-def _prior(name: str, prior: Prior) -> pm.Distribution:
+def _prior(name: str, prior: Prior, dims: str | None = None) -> pm.Distribution:
     params = {p: pm.Data(f"prior_{name}_{p}", v) for p, v in prior.params.items()}
     dist = getattr(pm, prior.dist)
-    return dist(name, **params)
+    return dist(name, **params, dims=dims)
 
 
-def build_model(cfg: Config, data: StudyData) -> pm.Model:
+def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
     """Build the PyMC model of ``cfg.model`` on ``data``.
 
     Parameters
@@ -62,25 +85,44 @@ def build_model(cfg: Config, data: StudyData) -> pm.Model:
         The resolved configuration (family, parametrisation, priors).
     data : StudyData
         Counts per study.
+    design : Design
+        Moderator design matrix (zero columns without moderators).
 
     Returns
     -------
     pymc.Model
         Free variables ``mu``, ``tau`` and ``theta`` (centred) or ``z`` (non-centred, with
-        ``theta`` deterministic); observed ``y``.
+        ``theta`` deterministic) for the logit-normal family, ``mu`` and ``phi`` for the
+        beta-binomial, plus ``beta`` (dims ``coef``) with moderators; observed ``y``.
     """
-    if cfg.model.family != "logit_normal":  # pragma: no cover - guarded by the config schema
-        raise ValueError(f"unknown family {cfg.model.family!r}")
     coords = {"study": list(data.study)}
+    n_coef = design.X.shape[1]
+    if n_coef:
+        coords["coef"] = list(design.coef_names)
+    priors = _used_priors(cfg, n_coef)
     with pm.Model(coords=coords) as model:
         n = pm.Data("n", data.n, dims="study")
         y_obs = pm.Data("y_obs", data.y, dims="study")
-        mu = _prior("mu", cfg.priors.mu)
-        tau = _prior("tau", cfg.priors.tau)
-        if cfg.model.parametrisation == "centred":
-            theta = pm.Normal("theta", mu=mu, sigma=tau, dims="study")
-        else:
-            z = pm.Normal("z", 0.0, 1.0, dims="study")
-            theta = pm.Deterministic("theta", mu + tau * z, dims="study")
-        pm.Binomial("y", n=n, logit_p=theta, observed=y_obs, dims="study")
+        mu = _prior("mu", priors["mu"])
+        eta = mu
+        if n_coef:
+            X = pm.Data("X", design.X, dims=("study", "coef"))
+            beta = _prior("beta", priors["beta"], dims="coef")
+            eta = mu + pm.math.dot(X, beta)
+        if cfg.model.family == "logit_normal":
+            tau = _prior("tau", priors["tau"])
+            if cfg.model.parametrisation == "centred":
+                theta = pm.Normal("theta", mu=eta, sigma=tau, dims="study")
+            else:
+                z = pm.Normal("z", 0.0, 1.0, dims="study")
+                theta = pm.Deterministic("theta", eta + tau * z, dims="study")
+            pm.Binomial("y", n=n, logit_p=theta, observed=y_obs, dims="study")
+        elif cfg.model.family == "beta_binomial":
+            phi = _prior("phi", priors["phi"])
+            p = pm.math.invlogit(eta)
+            pm.BetaBinomial(
+                "y", n=n, alpha=p * phi, beta=(1.0 - p) * phi, observed=y_obs, dims="study"
+            )
+        else:  # pragma: no cover - guarded by the config schema
+            raise ValueError(f"unknown family {cfg.model.family!r}")
     return model

@@ -28,8 +28,9 @@ import xarray as xr
 from . import atomic
 from .config import Config, from_dict
 from .dataset import StudyData
+from .moderators import Design
 
-SUMMARY_VARS = ("mu", "tau", "pooled", "predictive")
+SUMMARY_VARS = ("mu", "tau", "phi", "beta", "pooled", "predictive")
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,28 @@ class FitResult:
         """ArviZ summary (95 % equal-tailed intervals, no rounding) of the headline variables."""
         return az.summary(
             self.tree,
-            var_names=list(SUMMARY_VARS),
+            var_names=[v for v in SUMMARY_VARS if v in self.tree["posterior"].data_vars],
             round_to="none",
             ci_prob=self.estimates["ci_prob"],
             ci_kind="eti",
         )
+
+    def linear_predictor(self, moderators: dict[str, str | float] | None = None) -> xr.DataArray:
+        """Draws of the logit proportion of a *new* study's population mean at given moderator
+        values (dims ``chain``, ``draw``): ``mu + x' beta``. Without moderators this is ``mu``.
+
+        Continuous ``log_`` moderators take the raw value (``{"log_followup_months": 12}``).
+        """
+        post = self.tree["posterior"]
+        if "constant_data" not in self.tree.children:
+            if moderators:
+                raise ValueError(f"{self.config.name} has no moderators")
+            return post["mu"]
+        cd = self.tree["constant_data"]
+        design = Design.from_json(cd.attrs["design"], cd["X"].values)
+        row = xr.DataArray(design.row(moderators or {}), dims="coef",
+                           coords={"coef": list(design.coef_names)})
+        return post["mu"] + (post["beta"] * row).sum("coef")
 
     def studies(self) -> pd.DataFrame:
         """Per-study table (see :func:`bayes_va.estimates.study_table`)."""
@@ -82,6 +100,7 @@ class FitResult:
     def text(self) -> str:
         """A short report for the terminal."""
         b, g = self.estimates["bayes"], self.estimates["glmm"]
+        spread = "tau" if "tau" in b else "phi"
         d = self.diagnostics
         pct = lambda s: f"{s['median']:.4f} [{s['lower']:.4f}, {s['upper']:.4f}]"  # noqa: E731
         lines = [
@@ -90,9 +109,19 @@ class FitResult:
             f"backend {self.config.sampler.backend}",
             f"  pooled proportion      {pct(b['pooled'])}   (posterior median [95% ETI])",
             f"  predictive (new study) {pct(b['predictive'])}",
-            f"  tau (logit scale)      {pct(b['tau'])}",
-            f"  classical GLMM         {g['pooled']:.4f} [{g['pooled_ci'][0]:.4f}, "
-            f"{g['pooled_ci'][1]:.4f}], tau^2 = {g['tau2']:.3f}",
+            f"  {spread:<22} {pct(b[spread])}",
+        ]
+        for coef, row in self.estimates.get("moderators", {}).get("coefficients", {}).items():
+            lines.append(
+                f"  OR {coef:<19} {row['or_median']:.3f} [{row['or_lower']:.3f}, "
+                f"{row['or_upper']:.3f}]"
+            )
+        if g is not None:
+            lines.append(
+                f"  classical GLMM         {g['pooled']:.4f} [{g['pooled_ci'][0]:.4f}, "
+                f"{g['pooled_ci'][1]:.4f}], tau^2 = {g['tau2']:.3f}"
+            )
+        lines += [
             f"  diagnostics: max R-hat {d['max_rhat']:.4f}, min ESS bulk/tail "
             f"{d['min_ess_bulk']:.0f}/{d['min_ess_tail']:.0f}, divergences {d['divergences']}, "
             f"min E-BFMI {d['min_bfmi']:.2f} -> {'OK' if d['ok'] else 'FAILED'}",

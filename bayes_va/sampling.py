@@ -44,6 +44,7 @@ _configure_compile_cache()
 import pymc as pm  # noqa: E402  (after the cache is configured)
 
 from .model import build_model, data_values, structure_key  # noqa: E402
+from .moderators import Design, build_design  # noqa: E402
 
 _COMPILED: dict[tuple, Any] = {}
 
@@ -75,15 +76,15 @@ def clear_compiled_cache() -> None:
     _COMPILED.clear()
 
 
-def _nutpie(cfg: Config, data: StudyData) -> SamplerRun:
+def _nutpie(cfg: Config, data: StudyData, design: Design) -> SamplerRun:
     import nutpie
 
-    key = structure_key(cfg, data.k)
+    key = structure_key(cfg, data, design)
     t0 = time.perf_counter()
     reused = key in _COMPILED
     if not reused:
-        _COMPILED[key] = nutpie.compile_pymc_model(build_model(cfg, data))
-    compiled = _COMPILED[key].with_data(**data_values(cfg, data))
+        _COMPILED[key] = nutpie.compile_pymc_model(build_model(cfg, data, design))
+    compiled = _COMPILED[key].with_data(**data_values(cfg, data, design))
     t1 = time.perf_counter()
     s = cfg.sampler
     tree = nutpie.sample(
@@ -101,8 +102,8 @@ def _nutpie(cfg: Config, data: StudyData) -> SamplerRun:
     return SamplerRun(tree, 0.0 if reused else t1 - t0, t2 - t1, reused)
 
 
-def _pymc(cfg: Config, data: StudyData, nuts_sampler: str) -> SamplerRun:
-    model = build_model(cfg, data)
+def _pymc(cfg: Config, data: StudyData, design: Design, nuts_sampler: str) -> SamplerRun:
+    model = build_model(cfg, data, design)
     s = cfg.sampler
     if nuts_sampler == "numpyro":
         try:
@@ -134,9 +135,11 @@ def _pymc(cfg: Config, data: StudyData, nuts_sampler: str) -> SamplerRun:
     )
 
 
-def run_sampler(cfg: Config, data: StudyData) -> SamplerRun:
+def run_sampler(cfg: Config, data: StudyData, design: Design | None = None) -> SamplerRun:
     """Sample the posterior of ``cfg``'s model on ``data`` with the configured backend."""
+    if design is None:
+        design = build_design(data.table, cfg.model.moderators, cfg.model.reference)
     backend = cfg.sampler.backend
     if backend == "nutpie":
-        return _nutpie(cfg, data)
-    return _pymc(cfg, data, backend)
+        return _nutpie(cfg, data, design)
+    return _pymc(cfg, data, design, backend)
