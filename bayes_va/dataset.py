@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,7 +61,7 @@ def from_counts(y, n, study=None) -> StudyData:
     return StudyData(study, y, n, table, ("from arrays",))
 
 
-def build_dataset(cfg: DataConfig, data_dir) -> StudyData:  # noqa: ANN001 - path-like
+def build_dataset(cfg: DataConfig, data_dir: str | os.PathLike[str]) -> StudyData:
     """Load the outcome table and apply the config's variants, splits, filters and exclusions.
 
     Order: variants and arm splits (revision table), then ``keep`` filters, then exclusions.
@@ -119,7 +120,9 @@ def build_dataset(cfg: DataConfig, data_dir) -> StudyData:  # noqa: ANN001 - pat
     )
 
 
-def _revision_table(cfg: DataConfig, data_dir) -> tuple[pd.DataFrame, list[str], dict[str, str]]:  # noqa: ANN001
+def _revision_table(
+    cfg: DataConfig, data_dir: str | os.PathLike[str]
+) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
     """The revision table with variants applied and (optionally) arms split."""
     table = load_table("revision", data_dir).copy()
     variants = load_table("revision_variants", data_dir)

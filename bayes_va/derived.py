@@ -34,7 +34,10 @@ def conditional_loglik(theta: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.nd
 
 
 def add_derived(
-    tree: xr.DataTree, data: StudyData, seed: int, family: str = "logit_normal",
+    tree: xr.DataTree,
+    data: StudyData,
+    seed: int,
+    family: str = "logit_normal",
     design: Design | None = None,
 ) -> xr.DataTree:
     """Return a new tree with derived quantities and the predictive/likelihood groups.
@@ -58,7 +61,7 @@ def add_derived(
     post = post.assign_coords(study=list(data.study))
     dims = ("chain", "draw", "study")
     mu = post["mu"].values
-    eta = np.broadcast_to(mu[..., None], mu.shape + (data.k,)).copy()
+    eta = np.broadcast_to(mu[..., None], (*mu.shape, data.k)).copy()
     if design is not None and design.X.shape[1]:
         beta = post["beta"].transpose("chain", "draw", "coef").values
         eta += np.einsum("cdj,kj->cdk", beta, design.X)
@@ -84,8 +87,10 @@ def add_derived(
         p_values = expit(theta)
         if eta.shape[-1] and design is not None and design.X.shape[1]:
             ll_marg = np.stack(
-                [log_marginal_likelihood(y[i : i + 1], n[i : i + 1], eta[..., i], tau)[..., 0]
-                 for i in range(data.k)],
+                [
+                    log_marginal_likelihood(y[i : i + 1], n[i : i + 1], eta[..., i], tau)[..., 0]
+                    for i in range(data.k)
+                ],
                 axis=-1,
             )
         else:
@@ -94,9 +99,7 @@ def add_derived(
     elif family == "beta_binomial":
         phi = post["phi"].values
         p_mean = expit(mu)
-        post["predictive"] = (
-            ("chain", "draw"), z_rng.beta(p_mean * phi, (1.0 - p_mean) * phi)
-        )
+        post["predictive"] = (("chain", "draw"), z_rng.beta(p_mean * phi, (1.0 - p_mean) * phi))
         a = expit(eta) * phi[..., None]
         b = (1.0 - expit(eta)) * phi[..., None]
         # conjugacy: p_i | y_i, p, phi ~ Beta(a + y_i, b + n_i - y_i)

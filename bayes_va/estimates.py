@@ -51,7 +51,7 @@ def moderator_effects(tree: xr.DataTree, ci_prob: float = CI_PROB) -> dict[str, 
         out["coefficients"][str(coef)] = row
     for var in post.data_vars:
         if str(var).startswith("prop_"):
-            dim = [d for d in post[var].dims if d not in ("chain", "draw")][0]
+            dim = next(d for d in post[var].dims if d not in ("chain", "draw"))
             out["subgroups"][str(var)[5:]] = {
                 str(level): summarise_draws(post[var].sel({dim: level}).values, ci_prob)
                 for level in post[dim].values

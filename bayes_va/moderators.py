@@ -111,7 +111,9 @@ def build_design(
     """
     unknown_ref = set(reference) - set(moderators)
     if unknown_ref:
-        raise ConfigError(f"model.reference names moderators not in model.moderators: {sorted(unknown_ref)}")
+        raise ConfigError(
+            f"model.reference names moderators not in model.moderators: {sorted(unknown_ref)}"
+        )
     terms: list[Term] = []
     columns: list[np.ndarray] = []
     ids = table["study_id"].astype(str).tolist()

@@ -89,8 +89,9 @@ class FitResult:
             return post["mu"]
         cd = self.tree["constant_data"]
         design = Design.from_json(cd.attrs["design"], cd["X"].values)
-        row = xr.DataArray(design.row(moderators or {}), dims="coef",
-                           coords={"coef": list(design.coef_names)})
+        row = xr.DataArray(
+            design.row(moderators or {}), dims="coef", coords={"coef": list(design.coef_names)}
+        )
         return post["mu"] + (post["beta"] * row).sum("coef")
 
     def studies(self) -> pd.DataFrame:
