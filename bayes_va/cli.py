@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .config import parse_override
 from .errors import BayesVAError, DataValidationError
 
 EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
@@ -95,6 +96,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from .sensitivity import run_sensitivity, to_markdown, write_outputs
+
+    overrides = dict(parse_override(o) for o in args.set)
+    table = run_sensitivity(
+        args.configs, args.base, leave_one_out=not args.no_loo, overrides=overrides
+    )
+    out = write_outputs(table, args.out)
+    print(to_markdown(table))
+    failed = int((~table["diagnostics_ok"]).sum())
+    print(
+        f"{len(table)} scenarios in {table.attrs['wall_seconds']:.1f} s; "
+        f"{failed} failed diagnostics (marked); table and figure in {out}/"
+    )
+    return EXIT_OK
+
+
 def _cmd_paper(args: argparse.Namespace) -> int:
     from .paper import build_paper
 
@@ -135,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="results folder (default: RESULTS_ROOT/<config name>)")
     f.add_argument("--results-root", default="results")
     f.set_defaults(func=_cmd_fit)
+
+    s = sub.add_parser("sensitivity", help="fit scenario configs and tabulate them")
+    s.add_argument("configs", nargs="+", help="scenario configs, e.g. models/sensitivity/*.toml")
+    s.add_argument("--base", default="models/base.toml")
+    s.add_argument("--no-loo", action="store_true", help="skip leave-one-study-out refits")
+    s.add_argument("--out", default="results/sensitivity")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override applied to every scenario, e.g. --set sampler.draws=500",
+    )
+    s.set_defaults(func=_cmd_sensitivity)
 
     p = sub.add_parser("paper", help="run the paper's analyses and build paper/build/paper.pdf")
     p.add_argument("--clean", action="store_true", help="ignore cached analyses")

@@ -331,9 +331,7 @@ def avf_contrasts(
     return out
 
 
-def contrast_table(
-    contrasts: dict[str, LogOddsRatio], ci_prob: float = CI_PROB
-) -> pd.DataFrame:
+def contrast_table(contrasts: dict[str, LogOddsRatio], ci_prob: float = CI_PROB) -> pd.DataFrame:
     """One row per contrast: counts, prior, log OR and OR (median, interval), P(OR > 1)."""
     return pd.DataFrame([c.summary(ci_prob) for c in contrasts.values()])
 
