@@ -301,11 +301,16 @@ def _parse_prior(raw: Any, key: str, source: str) -> Prior:
     return Prior(dist, params)
 
 
+#: Tables that hold user data rather than settings: a child config replaces them whole, so
+#: ``keep = {}`` really clears the parent's filters.
+_REPLACED_TABLES = {"keep", "reference"}
+
+
 def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     """Merge ``child`` into ``base``: tables key by key, everything else replaced.
 
     A prior table is replaced whole when its ``dist`` changes (parameters don't carry over
-    between families).
+    between families), and so are the data tables ``keep`` and ``reference``.
     """
     out = dict(base)
     for k, v in child.items():
@@ -313,6 +318,7 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
         if (
             isinstance(v, dict)
             and isinstance(b, dict)
+            and k not in _REPLACED_TABLES
             and not ("dist" in v and v.get("dist") != b.get("dist"))
         ):
             out[k] = _merge(b, v)

@@ -63,16 +63,18 @@ class GLMMResult:
     pooled_ci : tuple of float
         ``expit`` of ``mu_ci``.
     loglik : float
-        Maximised log likelihood (binomial coefficients included, as metafor/lme4 report).
+        Maximised log likelihood, binomial coefficients included.
     converged : bool
-        Whether the optimiser met its gradient tolerance (or the boundary optimality check).
+        Interior: gradient ~0 in ``(mu, log tau)`` and a negative-definite Hessian there.
+        Boundary: the score for ``tau**2`` at 0 is <= 0 (the optimality condition).
     n_studies : int
         Number of studies.
     tau_at_zero : bool
         True when the MLE is at the boundary ``tau = 0``; ``mu`` and ``se_mu`` are then those
         of the common-proportion (fixed-effect) model.
     se_method : str
-        ``"hessian"`` or ``"conditional"``; see :func:`fit_glmm`.
+        ``"hessian"`` or ``"conditional"`` (see :func:`fit_glmm`); ``"common-proportion"``
+        at the boundary.
     """
 
     mu: float
@@ -252,10 +254,11 @@ def fit_glmm(
 
     - ``"hessian"`` (default): the ``mu`` entry of the inverse of the full observed-information
       matrix over ``(mu, tau**2)``, which accounts for ``tau`` being estimated. This is what
-      recent lme4 reports for a glmer fit (``vcov(fit, use.hessian = TRUE)``) and what
-      metafor's ``rma.glmm`` passes on. It reproduces metafor's pooled 95% CIs to all printed
-      digits in all three reference cases (``tests/test_glmm.py``); e.g. on the 14 revision
-      studies SE = 0.25355, CI 0.0242-0.0628 (metafor: 0.0242-0.0628).
+      recent lme4 reports for a glmer fit when it uses the Hessian
+      (``vcov(fit, use.hessian = TRUE)``) and, judging by the match, what metafor's
+      ``rma.glmm`` reports: it reproduces metafor's pooled 95% CIs to all printed digits in
+      all three reference cases (``tests/test_glmm.py``); e.g. on the 14 revision studies
+      SE = 0.25355, CI 0.0242-0.0628 (metafor: 0.0242-0.0628).
     - ``"conditional"``: ``1 / sqrt(-d2l/dmu2)`` at ``tau = tau_hat``, treating ``tau`` as known.
       Slightly smaller (0.25183 on the same data, CI 0.0243-0.0626), so it misses metafor's
       interval ends in the third significant digit.

@@ -60,10 +60,11 @@ import xarray as xr
 from numpy.typing import NDArray
 from scipy import special, stats
 
-from . import outcomes
+from . import atomic, outcomes
 from .errors import BayesVAError, ConfigError
 
 __all__ = [
+    "COLUMN_LABELS",
     "COVARIATES",
     "EXAMPLE_PROFILES",
     "OUTCOMES",
@@ -84,10 +85,12 @@ __all__ = [
     "build_model",
     "calibrate_intercept",
     "load_risk_config",
+    "load_source",
     "pseudo_cohort_from_marginals",
     "recompression_model",
     "revision_baseline",
     "revision_model",
+    "row_quantiles",
     "transport_table",
     "write_figures",
 ]
@@ -122,6 +125,15 @@ STREAM_AVF_EFFECTS = 7
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+
+
+def _expit_into(x: FloatArray) -> FloatArray:
+    """``expit(x)`` computed in place (about 4x faster than ``scipy.special.expit`` here)."""
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x < -709 gives exactly 0
+        np.negative(x, out=x)
+        np.exp(x, out=x)
+    x += 1.0
+    return np.reciprocal(x, out=x)
 
 
 class ProfileError(BayesVAError, ValueError):
@@ -162,6 +174,8 @@ class Covariate:
         Values outside are rejected (not physiological, or a unit mix-up).
     required : bool
         Whether a profile must give it; optional covariates default to the cohort mean.
+    hint : str
+        Extra words for error messages (accepted spellings).
     """
 
     name: str
@@ -172,16 +186,14 @@ class Covariate:
     aliases: Mapping[str, str] = field(default_factory=dict)
     limits: tuple[float, float] | None = None
     required: bool = True
+    hint: str = ""
 
     def allowed(self) -> str:
         """The allowed values in words."""
         if self.kind == "continuous":
             assert self.limits is not None
             return f"a number in [{self.limits[0]:g}, {self.limits[1]:g}]"
-        extra = sorted(a for a in self.aliases if a not in {lv.lower() for lv in self.levels})
-        return f"one of {', '.join(self.levels)}" + (
-            f" (also accepted: {', '.join(extra)})" if extra else ""
-        )
+        return f"one of {', '.join(self.levels)}" + (f" ({self.hint})" if self.hint else "")
 
 
 _YES = {"yes": "yes", "y": "yes", "true": "yes", "1": "yes", "1.0": "yes"}
@@ -207,6 +219,7 @@ COVARIATES: dict[str, Covariate] = {
             ("pvp_vs_pkp",),
             ("PKP", "PVP"),
             {"pkp": "PKP", "kp": "PKP", "pvp": "PVP", "vp": "PVP"},
+            hint="KP and VP are also accepted",
         ),
         Covariate(
             "endplate_contact",
@@ -253,6 +266,7 @@ COVARIATES: dict[str, Covariate] = {
                 "any": "any",
                 "yes": "any",
             },
+            hint="any = leakage of unknown type; no = none, yes = any",
         ),
     )
 }
@@ -743,13 +757,14 @@ def calibrate_intercept(
     goal = special.logit(target)
     lo, hi = goal - eta.max(axis=1), goal - eta.min(axis=1)
     alpha = np.clip(goal - eta @ w, lo, hi)
+    p, p2 = np.empty_like(eta), np.empty_like(eta)
     for _ in range(_CALIBRATION_MAX_ITER):
-        p = special.expit(alpha[:, None] + eta)
+        _expit_into(np.add(alpha[:, None], eta, out=p))
         m = p @ w
         h = special.logit(m) - goal
         lo = np.where(h < 0, alpha, lo)
         hi = np.where(h > 0, alpha, hi)
-        slope = ((p * (1.0 - p)) @ w) / (m * (1.0 - m))
+        slope = (m - np.square(p, out=p2) @ w) / (m * (1.0 - m))
         step = alpha - h / slope
         alpha_new = np.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
         done = np.abs(alpha_new - alpha) < CALIBRATION_TOL
@@ -785,7 +800,44 @@ class LogisticLayer:
 
     def logit(self, X: FloatArray) -> FloatArray:
         """Logit risk draws, shape ``(S, P)``, for a design matrix ``X`` of shape ``(P, K)``."""
-        return self.alpha[:, None] + self.beta @ (np.asarray(X, dtype=float) - self.x_ref).T
+        return self.logit_by_patient(X).T
+
+    def logit_by_patient(self, X: FloatArray) -> FloatArray:
+        """The same draws as a C-contiguous ``(P, S)`` array (fast per-patient summaries)."""
+        Xc = np.asarray(X, dtype=float) - self.x_ref
+        out = np.empty((Xc.shape[0], self.alpha.shape[0]))
+        np.matmul(Xc, self.beta.T, out=out)
+        out += self.alpha
+        return out
+
+
+def row_quantiles(x: FloatArray, probs: Sequence[float]) -> FloatArray:
+    """Quantiles of each row of ``x`` (numpy's default ``linear`` method); reorders ``x``.
+
+    About 3x faster than ``np.quantile(x, probs, axis=1)`` for a few probabilities: numpy's
+    multi-``kth`` partition rescans the whole row for every order statistic, whereas here each
+    single-``kth`` partition works only on the part of the row right of the previous one and the
+    neighbouring order statistic is a minimum.
+
+    Returns
+    -------
+    ndarray, shape (len(probs), rows)
+    """
+    n = x.shape[1]
+    h = (n - 1) * np.asarray(probs, dtype=float)
+    base = np.floor(h).astype(int)
+    order: dict[int, FloatArray] = {}
+    start = 0
+    for k in sorted(set(base.tolist())):
+        x[:, start:].partition(k - start, axis=1)
+        order[k] = x[:, k].copy()
+        order[k + 1] = x[:, k + 1 :].min(axis=1) if k + 1 < n else order[k]
+        start = k + 1
+    out = []
+    for k, hk in zip(base, h, strict=True):
+        a, b, t = order[k], order[k + 1], hk - k  # numpy's lerp, exactly
+        out.append(b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t)
+    return np.array(out)
 
 
 def _draw_summary(values: FloatArray, ci_prob: float) -> dict[str, float]:
@@ -864,7 +916,7 @@ class RiskModel:
             Warn (:class:`ExtrapolationWarning`) about values outside the cohort's range.
         """
         enc = self.encode(profiles, warn=warn)
-        return self._array(enc, special.expit(self.layer.logit(enc.X)), "risk")
+        return self._array(enc, _expit_into(self.layer.logit(enc.X)), "risk")
 
     def summarise(
         self,
@@ -889,13 +941,12 @@ class RiskModel:
         cut = special.logit(threshold)
         parts = []
         for start in range(0, len(enc.ids), SUMMARY_CHUNK):
-            eta = self.layer.logit(enc.X[start : start + SUMMARY_CHUNK])
-            q = special.expit(np.quantile(eta, [a, 0.5, 1.0 - a], axis=0))
-            parts.append(
-                np.column_stack(
-                    [q[1], q[0], q[2], special.expit(eta).mean(axis=0), (eta > cut).mean(axis=0)]
-                )
-            )
+            eta = self.layer.logit_by_patient(enc.X[start : start + SUMMARY_CHUNK])
+            above = (eta > cut).mean(axis=1)
+            r = _expit_into(eta)
+            mean = r.mean(axis=1)
+            q = row_quantiles(r, [a, 0.5, 1.0 - a])
+            parts.append(np.column_stack([q[1], q[0], q[2], mean, above]))
         s = np.vstack(parts)
         out = pd.DataFrame({"id": list(enc.ids)})
         for name in self.used:
@@ -919,6 +970,7 @@ class RiskModel:
                 {
                     "column": col,
                     "covariate": _COVARIATE_OF_COLUMN[col],
+                    "label": COLUMN_LABELS[col],
                     "log_or_median": s["median"],
                     "log_or_lower": s["lower"],
                     "log_or_upper": s["upper"],
@@ -962,14 +1014,25 @@ def _resample(values: FloatArray, n_draws: int, seed: int) -> FloatArray:
     return values[idx]
 
 
-def _load(source: str | Path) -> Any:
+def load_source(spec: Any) -> Any:
+    """A baseline source ready for reuse: a results folder is loaded once (a FitResult);
+    ``"exact:CONFIG"`` strings and objects pass through unchanged.
+
+    Raises
+    ------
+    RiskInputError
+        When a path is not a results folder.
+    """
+    if not isinstance(spec, str | Path) or str(spec).startswith("exact:"):
+        return spec
     from .results import load_result
 
-    path = Path(source)
+    path = Path(spec)
     if not (path / "posterior.nc").is_file():
         raise RiskInputError(
             f"no results folder at {path} (posterior.nc missing): run `bayes-va fit <config>` "
-            "first, or point --results at a results folder"
+            "first, point --results at a results folder, or for revision use "
+            "--results exact:models/base.toml (exact quadrature, no MCMC)"
         )
     return load_result(path)
 
@@ -1027,8 +1090,7 @@ def revision_baseline(
         raise RiskInputError(f"baseline is {kind!r}; allowed: pooled, predictive")
     if isinstance(source, str) and source.startswith("exact:"):
         return _exact_draws(source.removeprefix("exact:"), kind, n_draws, seed)
-    if isinstance(source, str | Path):
-        source = _load(source)
+    source = load_source(source)
     if hasattr(source, "tree"):
         source = source.tree
     if isinstance(source, xr.DataTree):
@@ -1066,8 +1128,7 @@ def avf_baseline(
         raise RiskInputError(f"baseline is {kind!r}; allowed: pooled, predictive")
     if not 0 < horizon_months <= 120:
         raise RiskInputError(f"horizon_months must lie in (0, 120], got {horizon_months}")
-    if isinstance(source, str | Path):
-        source = _load(source)
+    source = load_source(source)
     if not hasattr(source, "linear_predictor"):
         raise RiskInputError("the AVF baseline needs a fit with a linear_predictor method")
     lp = source.linear_predictor({moderator: float(horizon_months)})
@@ -1638,9 +1699,40 @@ def build_model(
 
 
 def _figure(width: float = 7.0, height: float = 4.2) -> Any:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # object API: no pyplot, no global backend (Agg canvas)
 
     return Figure(figsize=(width, height), layout="constrained")
+
+
+def _percent_axis(axis: Any) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}%"))
+
+
+def _ratio_axis(axis: Any, low: float, high: float) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    fine = [0.1, 0.2, 0.5, 1, 2, 5, 10]
+    ticks = fine if low >= 0.1 and high <= 10 else [10.0**k for k in range(-4, 5)]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+#: Plain-language names of the design columns (figures and effect tables).
+COLUMN_LABELS = {
+    "bmd": "BMD, +1 T-score",
+    "ivc": "intravertebral cleft vs none",
+    "pvp_vs_pkp": "PVP vs PKP",
+    "no_endplate_contact": "no endplate contact vs contact",
+    "cement_volume_ml": "cement volume, +1 ml",
+    "anterior_height_recovery_pct": "anterior height recovery, +1 %",
+    "braced": "brace vs none",
+    "leakage_spike": "spike-type leakage vs none",
+    "leakage_round": "round-type leakage vs none",
+    "leakage_any": "intradiscal leakage (any) vs none",
+}
 
 
 def figure_risk_distributions(
@@ -1649,29 +1741,31 @@ def figure_risk_distributions(
     *,
     threshold: float | None = None,
 ) -> Any:
-    """Histograms of the risk draws of each profile, one panel per model."""
-    fig = _figure(4.0 * len(models), 3.6)
+    """Histograms of each profile's risk draws (log risk axis), one panel per model."""
+    fig = _figure(4.2 * len(models), 3.6)
     axes = np.atleast_1d(fig.subplots(1, len(models), squeeze=False)[0])
     names = list(profiles)
+    bins = np.logspace(-4, 0, 81)
     for ax, (label, model) in zip(axes, models.items(), strict=True):
         risk = model.risk([{"id": n, **profiles[n]} for n in names], warn=False)
         for n in names:
+            r = np.clip(risk.sel(patient=n).values, bins[0], 1.0)
             ax.hist(
-                risk.sel(patient=n).values,
-                bins=60,
-                range=(0, 1),
-                density=True,
+                r,
+                bins=bins,
+                weights=np.full(r.size, 1.0 / r.size),
                 histtype="stepfilled",
                 alpha=0.45,
-                label=n,
+                label=f"{n} (median {100 * np.median(r):.1f}%)",
             )
         if threshold is not None:
             ax.axvline(threshold, color="k", lw=0.8, ls="--")
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("risk")
-        ax.set_xlim(0, 1)
-    axes[0].set_ylabel("posterior density")
-    axes[0].legend(fontsize=8)
+        ax.set_xscale("log")
+        _percent_axis(ax.xaxis)
+        ax.set_title(model.description, fontsize=8, wrap=True)
+        ax.set_xlabel(f"{label} risk")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("share of posterior draws")
     return fig
 
 
@@ -1683,45 +1777,52 @@ def figure_risk_vs_covariate(
     *,
     ci_prob: float = CI_PROB,
 ) -> Any:
-    """Median risk and a ``ci_prob`` band (and a 50 % band) as one covariate varies."""
+    """Median risk with 50 % and ``ci_prob`` bands as one covariate varies (default 1-8 ml).
+
+    Dotted lines mark the source cohort's range (Table 1 mean +- 3 SD) when it falls inside.
+    """
     xs = np.asarray(values if values is not None else np.linspace(1.0, 8.0, 29), dtype=float)
     risk = model.risk([{**profile, covariate: float(x)} for x in xs], warn=False).values
     a = (1.0 - ci_prob) / 2.0
     lo, q1, med, q3, hi = np.quantile(risk, [a, 0.25, 0.5, 0.75, 1 - a], axis=0)
     fig = _figure(6.0, 4.0)
     ax = fig.subplots()
-    ax.fill_between(xs, lo, hi, alpha=0.25, label=f"{ci_prob:.0%} interval")
-    ax.fill_between(xs, q1, q3, alpha=0.35, label="50% interval")
-    ax.plot(xs, med, lw=2, label="median")
+    ax.fill_between(xs, lo, hi, alpha=0.25, color="C0", label=f"{ci_prob:.0%} interval")
+    ax.fill_between(xs, q1, q3, alpha=0.35, color="C0", label="50% interval")
+    ax.plot(xs, med, lw=2, color="C0", label="median")
     if covariate in model.cohort_ranges:
-        clo, chi = model.cohort_ranges[covariate]
-        for edge in (clo, chi):
+        for edge in model.cohort_ranges[covariate]:
             if xs.min() < edge < xs.max():
                 ax.axvline(edge, color="grey", ls=":", lw=1)
+    others = ", ".join(f"{k} {profile[k]}" for k in model.used if k in profile and k != covariate)
+    ax.set_title(f"{model.outcome}; {others}", fontsize=8)
     ax.set_xlabel(COVARIATES[covariate].label)
     ax.set_ylabel(f"{model.outcome} risk")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, min(1.0, 1.1 * float(hi.max())))
+    _percent_axis(ax.yaxis)
     ax.legend(fontsize=8)
     return fig
 
 
 def figure_effects(model: RiskModel, *, ci_prob: float = CI_PROB) -> Any:
-    """Forest plot of the odds ratio of each covariate step (log scale)."""
+    """Forest plot of the odds ratio of each covariate step (median, interval; log scale)."""
     eff = model.effects(ci_prob)
-    fig = _figure(6.0, 0.5 * len(eff) + 1.2)
+    fig = _figure(6.0, 0.45 * len(eff) + 1.3)
     ax = fig.subplots()
     y = np.arange(len(eff))[::-1]
     ax.errorbar(
         eff["or_median"],
         y,
         fmt="o",
+        color="C0",
         xerr=[eff["or_median"] - eff["or_lower"], eff["or_upper"] - eff["or_median"]],
     )
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
-    ax.set_yticks(y, eff["column"])
+    _ratio_axis(ax.xaxis, float(eff["or_lower"].min()), float(eff["or_upper"].max()))
+    ax.set_yticks(y, [COLUMN_LABELS[c] for c in eff["column"]])
     ax.set_xlabel(f"odds ratio (median, {ci_prob:.0%} interval)")
-    ax.set_title(model.outcome, fontsize=10)
+    ax.set_title(model.description, fontsize=8)
     return fig
 
 
@@ -1749,6 +1850,6 @@ def write_figures(
     paths = []
     for name, fig in figs.items():
         path = folder / f"{name}.png"
-        fig.savefig(path, dpi=120)
+        atomic.write_with(path, lambda tmp, f=fig: f.savefig(tmp, format="png", dpi=120))
         paths.append(path)
     return paths

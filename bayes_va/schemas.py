@@ -239,6 +239,22 @@ GAUGHEN2002 = TableSchema(
     ),
 )
 
+PUBLISHED = TableSchema(
+    name="published_estimates",
+    filename="published_estimates.csv",
+    description="estimates printed in the source papers, for comparison (never model inputs)",
+    columns=(
+        _text("estimate_id", unique=True),
+        _text("label"),
+        Column("scale", "enum", choices=("proportion", "percent", "count")),
+        Column("value", "float"),
+        Column("lower", "float", required=False),
+        Column("upper", "float", required=False),
+        SOURCE,
+        _text("note", required=False),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {
     s.name: s
     for s in (
@@ -250,6 +266,7 @@ TABLES: dict[str, TableSchema] = {
         AN2021_COEFFICIENTS,
         AN2021_TABLE1,
         GAUGHEN2002,
+        PUBLISHED,
     )
 }
 """Every table bayes_va knows, by name."""

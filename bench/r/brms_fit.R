@@ -15,6 +15,11 @@
 # default: all cores). The draws of mu = b_Intercept and tau = sd_study__Intercept are written
 # to DRAWS_DIR/<id>.csv so that the driver computes ESS and MCSE for brms and bayes_va with the
 # same code.
+#
+# Follow-up, not timed: when brms's own diagnostics flag a dataset at the default budget
+# (R-hat of tau > 1.01 or bulk ESS of tau < 400), it is sampled again with 10x the draws
+# (4 x (1000 + 10000)) and those draws are written to DRAWS_DIR/<id>_long.csv, so the report
+# can tell a sampler that has not converged from a model that differs.
 t_start <- proc.time()[["elapsed"]]
 args <- commandArgs(TRUE)
 if (length(args) < 3) stop("usage: brms_fit.R MANIFEST.json OUT.json DRAWS_DIR [SEED] [CORES]")
@@ -77,6 +82,25 @@ for (ds in datasets) {
   )
   cat(sprintf("brms %-22s serial %.2f s, %d cores %.2f s, divergences %d\n", ds$id,
               serial$wall, cores, parallel$wall, results[[ds$id]]$divergences))
+  if (results[[ds$id]]$rhat_tau > 1.01 || results[[ds$id]]$ess_bulk_tau_posterior < 400) {
+    t0 <- elapsed()
+    long <- with_warnings(update(fit0, newdata = d, chains = 4, cores = cores, iter = 11000,
+                                 warmup = 1000, seed = seed, recompile = FALSE, refresh = 0,
+                                 silent = 2))
+    lw <- elapsed() - t0
+    ld <- as_draws_df(long$value, variable = c("b_Intercept", "sd_study__Intercept"))
+    long_csv <- file.path(draws_dir, paste0(ds$id, "_long.csv"))
+    write.csv(data.frame(chain = ld$.chain, draw = ld$.iteration, mu = ld$b_Intercept,
+                         tau = ld$sd_study__Intercept), long_csv, row.names = FALSE)
+    lnp <- nuts_params(long$value)
+    results[[ds$id]]$long <- list(
+      draws_csv = normalizePath(long_csv), iter = 11000L, warmup = 1000L, wall_s = lw,
+      divergences = sum(lnp$Value[lnp$Parameter == "divergent__"]),
+      rhat_tau = rhat(extract_variable_matrix(ld, "sd_study__Intercept")),
+      warnings = long$warnings)
+    cat(sprintf("brms %-22s flagged (R-hat(tau) %.3f, ESS(tau) %.0f): 10x draws in %.1f s\n",
+                ds$id, results[[ds$id]]$rhat_tau, results[[ds$id]]$ess_bulk_tau_posterior, lw))
+  }
 }
 write_json_file(list(
   tool = "brms::brm(events | trials(n) ~ 1 + (1 | study), binomial, rstan)",

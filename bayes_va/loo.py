@@ -1,0 +1,356 @@
+"""Leave-one-study-out cross-validation that is right for study-level random effects.
+
+With a study-specific effect θ_i, the pointwise log-likelihood that PyMC would store,
+log Binom(y_i | θ_i) (``y_conditional`` in the log_likelihood group), makes PSIS-LOO unreliable:
+leaving study i out moves θ_i from its data-pinned posterior back to the population N(μ, τ), far
+wider, and the importance ratios are heavy-tailed. For Gaussian proposal N(0, s_post²) and
+target N(0, s_loo²) their Pareto shape is k = 1 - s_post² / s_loo² (Vehtari et al. 2024, JMLR
+25(72), sec. 3), which is > 0.7 for every study here whose data say more about θ_i than τ does.
+
+PSIS-LOO on the *marginal* log-likelihood log p(y_i | μ, τ) = log ∫ Binom(y_i | θ) N(θ | μ, τ) dθ
+(``y``, integrated by adaptive Gauss–Hermite in :mod:`bayes_va.derived`) estimates the same
+quantity, log p(y_i | y_-i), but its importance ratios involve only (μ, τ), which one study moves
+little; its Pareto k values are small. For the intercept-only logit-normal model the exact
+leave-one-study-out value is available from the quadrature engine
+(:func:`bayes_va.exact.leave_one_out_elpd`) and is reported beside the PSIS estimate.
+
+:func:`marginal_loo` returns a :class:`LooResult` whose ``reliable`` says whether every Pareto k
+is below ArviZ's threshold; an unreliable result emits :class:`LooReliabilityWarning` naming the
+studies and what to do, and every table built from it says so in words.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+if TYPE_CHECKING:
+    from arviz_stats.utils import ELPDDataLOO
+
+    from .config import Config
+    from .results import FitResult
+
+__all__ = [
+    "LooReliabilityWarning",
+    "LooResult",
+    "exact_loso",
+    "marginal_loo",
+    "pareto_k_counts",
+]
+
+#: The log-likelihood variables a fit stores (see :mod:`bayes_va.derived`).
+MARGINAL, CONDITIONAL = "y", "y_conditional"
+#: Pareto k above which PSIS is unreliable for any sample size (Vehtari et al. 2024, JMLR
+#: 25(72)); ArviZ uses ``min(1 - 1 / log10(S), 0.7)`` for S draws, which we follow.
+K_MAX = 0.7
+#: ArviZ's own bad-k warning; replaced here by :class:`LooReliabilityWarning`, which names studies.
+_ARVIZ_K_WARNING = "Estimated shape parameter of Pareto distribution"
+
+
+class LooReliabilityWarning(UserWarning):
+    """PSIS-LOO Pareto k values are too high for the estimate to be trusted."""
+
+
+@dataclass(frozen=True)
+class LooResult:
+    """Leave-one-study-out cross-validation of one fit.
+
+    Attributes
+    ----------
+    name : str
+        The model's name (config name).
+    var_name : str
+        The log-likelihood used: ``"y"`` (marginal, the right one) or ``"y_conditional"``.
+    elpd, se, p : float
+        PSIS-LOO elpd, its standard error over studies and the effective number of parameters.
+    mcse : float
+        Monte-Carlo standard error of ``elpd`` (delta method; accounts for the correlation of
+        the per-study errors and for the autocorrelation of the chains).
+    good_k : float
+        The Pareto k threshold for this number of draws.
+    studies : pandas.DataFrame
+        One row per study: ``study``, ``elpd_psis``, ``mcse``, ``pareto_k``, ``k_ok``, ``p_loo``
+        and, where an exact reference exists, ``elpd_exact`` and ``psis_minus_exact``.
+    elpd_data : ELPDDataLOO
+        ArviZ's result (pointwise), for :func:`arviz.compare`.
+    exact_elpd : float or None
+        Exact leave-one-study-out elpd (intercept-only logit-normal models only).
+    """
+
+    name: str
+    var_name: str
+    elpd: float
+    se: float
+    p: float
+    mcse: float
+    good_k: float
+    studies: pd.DataFrame
+    elpd_data: Any = field(repr=False)
+    exact_elpd: float | None = None
+
+    @property
+    def reliable(self) -> bool:
+        """Whether every Pareto k is at or below ``good_k``."""
+        return bool(self.studies["k_ok"].all())
+
+    @property
+    def bad_studies(self) -> tuple[str, ...]:
+        """Studies whose Pareto k exceeds ``good_k``."""
+        return tuple(self.studies.loc[~self.studies["k_ok"], "study"].astype(str))
+
+    @property
+    def max_k(self) -> float:
+        """The largest Pareto k."""
+        return float(self.studies["pareto_k"].max())
+
+    def caveat(self) -> str | None:
+        """A plain-language warning when the estimate is unreliable (None when it is fine)."""
+        if self.reliable:
+            return None
+        bad = self.bad_studies
+        text = (
+            f"{self.name}: PSIS-LOO is NOT reliable: Pareto k > {self.good_k:.2f} for "
+            f"{len(bad)} of {len(self.studies)} studies ({', '.join(bad)}; max k "
+            f"{self.max_k:.2f}), so its elpd may be far off."
+        )
+        if self.var_name == CONDITIONAL:
+            return text + (
+                " This is the conditional log-likelihood log p(y_i | theta_i): leaving a study "
+                "out moves its theta_i too far for importance sampling. Use the marginal "
+                "log-likelihood 'y' (the default)."
+            )
+        if self.exact_elpd is not None:
+            return text + f" The exact leave-one-study-out elpd is {self.exact_elpd:.2f}."
+        return text + (
+            " Do not rank models on it: refit without each flagged study (exact LOSO), or, if k "
+            "is only just above the threshold, rerun with more draws."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Unrounded numbers, JSON-ready."""
+        return {
+            "name": self.name,
+            "var_name": self.var_name,
+            "elpd": self.elpd,
+            "se": self.se,
+            "p": self.p,
+            "mcse": self.mcse,
+            "good_k": self.good_k,
+            "reliable": self.reliable,
+            "max_k": self.max_k,
+            "pareto_k_counts": pareto_k_counts(self.studies["pareto_k"].to_numpy(), self.good_k),
+            "exact_elpd": self.exact_elpd,
+            "caveat": self.caveat(),
+            "studies": self.studies.to_dict(orient="records"),
+        }
+
+
+def pareto_k_counts(k: np.ndarray, good_k: float) -> dict[str, int]:
+    """How many Pareto k values are good (<= good_k), bad (<= 1) and very bad (> 1)."""
+    k = np.asarray(k, dtype=float)
+    return {
+        "good": int(np.sum(k <= good_k)),
+        "bad": int(np.sum((k > good_k) & (k <= 1.0))),
+        "very_bad": int(np.sum(k > 1.0)),
+    }
+
+
+def _tree_of(obj: FitResult | xr.DataTree) -> xr.DataTree:
+    return obj if isinstance(obj, xr.DataTree) else obj.tree
+
+
+def exact_loso(result: FitResult) -> np.ndarray | None:
+    """Exact leave-one-study-out log predictive densities, where the quadrature engine applies.
+
+    Parameters
+    ----------
+    result : FitResult
+        A fit. The exact reference exists for the intercept-only logit-normal model (any
+        priors the config allows for μ and τ).
+
+    Returns
+    -------
+    ndarray, shape (k,), or None
+        ``log p(y_i | y_-i)`` per study, or None for other models.
+    """
+    from .exact import leave_one_out_elpd
+    from .priors import log_density
+
+    cfg: Config = result.config
+    if cfg.model.family != "logit_normal" or cfg.model.moderators:
+        return None
+    return leave_one_out_elpd(
+        result.data.y,
+        result.data.n,
+        log_prior_mu=log_density(cfg.priors.mu),
+        log_prior_tau=log_density(cfg.priors.tau),
+    )
+
+
+def _psis_mcse(
+    log_lik: xr.DataArray, log_weights: xr.DataArray, elpd_i: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Monte-Carlo SEs of the PSIS elpd_i and of their sum (delta method).
+
+    With smoothed weights normalised to mean 1, w_s, and likelihood ratios
+    r_s = p(y_i | draw s) / p(y_i | y_-i), the relative error of the self-normalised estimate is
+    ≈ mean_s h_s with h_s = w_s (r_s - 1) (as in R ``loo``'s ``mcse_elpd``), which is also the
+    error of log p(y_i | y_-i). Its SE is sd(h) / sqrt(ESS(h)), the ESS accounting for the
+    autocorrelation of the chains. The errors of different studies share the (μ, τ) draws and
+    are correlated, so the SE of the sum uses h summed over studies, not a sum of variances.
+    """
+    sample = ("chain", "draw")
+    n_draws = log_lik.sizes["chain"] * log_lik.sizes["draw"]
+    lw = log_weights.transpose("study", *sample).values
+    lw = lw - _logsumexp2(lw, axis=(1, 2))[:, None, None]
+    ratio = np.exp(log_lik.transpose("study", *sample).values - elpd_i[:, None, None])
+    h = xr.DataArray(n_draws * np.exp(lw) * (ratio - 1.0), dims=("study", *sample))
+    h_total = h.sum("study")
+
+    def mcse(x: xr.DataArray) -> np.ndarray:
+        ess = x.azstats.ess(sample_dims=sample, method="mean").values
+        return np.sqrt(x.var(sample).values / np.clip(ess, 1.0, None))
+
+    return mcse(h), float(mcse(h_total))
+
+
+def _logsumexp2(a: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(top, axis=axis) + np.log(np.sum(np.exp(a - top), axis=axis))
+
+
+def marginal_loo(
+    result: FitResult | xr.DataTree,
+    *,
+    var_name: str = MARGINAL,
+    name: str | None = None,
+    exact: bool | np.ndarray | None = None,
+    warn: bool = True,
+) -> LooResult:
+    """PSIS-LOO over studies on the marginal log-likelihood, with Pareto k per study.
+
+    Parameters
+    ----------
+    result : FitResult or xarray.DataTree
+        A fit (its ``log_likelihood`` group holds ``y`` and, for logit-normal models,
+        ``y_conditional``).
+    var_name : {"y", "y_conditional"}
+        The pointwise log-likelihood. ``"y_conditional"`` exists to show why it must not be
+        used: its Pareto k values are bad for most studies.
+    name : str, optional
+        Label; defaults to the config name.
+    exact : bool or ndarray, optional
+        Exact leave-one-study-out values to set beside the PSIS ones: an array, True (compute
+        with :func:`exact_loso`), False (skip) or None (compute when the model allows it and
+        ``result`` is a FitResult).
+    warn : bool
+        Emit :class:`LooReliabilityWarning` when a Pareto k exceeds the threshold.
+
+    Returns
+    -------
+    LooResult
+    """
+    tree = _tree_of(result)
+    if name is None:
+        name = (tree.name or "model") if isinstance(result, xr.DataTree) else result.config.name
+    if var_name not in tree["log_likelihood"].data_vars:
+        have = ", ".join(map(str, tree["log_likelihood"].data_vars))
+        raise ValueError(f"{name}: no log-likelihood {var_name!r} (have: {have})")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_ARVIZ_K_WARNING, category=UserWarning)
+        loo_data: ELPDDataLOO = az.loo(tree, var_name=var_name, pointwise=True)
+    study = [str(s) for s in tree["log_likelihood"]["study"].values]
+    elpd_i = loo_data.elpd_i.transpose("study").values
+    k = loo_data.pareto_k.transpose("study").values
+    log_lik = tree["log_likelihood"][var_name].transpose("study", "chain", "draw")
+    mcse_i, mcse_total = _psis_mcse(log_lik, loo_data.log_weights, elpd_i)
+    flat = log_lik.values.reshape(len(study), -1)
+    lpd_i = _logsumexp2(flat, axis=(1,)) - np.log(flat.shape[1])
+    table = pd.DataFrame(
+        {
+            "study": study,
+            "elpd_psis": elpd_i,
+            "mcse": mcse_i,
+            "pareto_k": k,
+            "k_ok": k <= loo_data.good_k,
+            # effective parameters per study: log mean posterior likelihood minus elpd_i
+            "p_loo": lpd_i - elpd_i,
+        }
+    )
+    exact_values: np.ndarray | None = None
+    if isinstance(exact, np.ndarray):
+        exact_values = exact
+    elif exact is None or exact is True:
+        if isinstance(result, xr.DataTree):
+            if exact is True:
+                raise ValueError("exact=True needs a FitResult (its config has the priors)")
+        else:
+            exact_values = exact_loso(result)
+            if exact is True and exact_values is None:
+                raise ValueError(f"{name}: no exact leave-one-study-out for this model")
+    if exact_values is not None:
+        table["elpd_exact"] = np.asarray(exact_values, dtype=float)
+        table["psis_minus_exact"] = table["elpd_psis"] - table["elpd_exact"]
+    out = LooResult(
+        name=name,
+        var_name=var_name,
+        elpd=float(loo_data.elpd),
+        se=float(loo_data.se),
+        p=float(loo_data.p),
+        mcse=mcse_total,
+        good_k=float(loo_data.good_k),
+        studies=table,
+        elpd_data=loo_data,
+        exact_elpd=None if exact_values is None else float(np.sum(exact_values)),
+    )
+    if warn and not out.reliable:
+        warnings.warn(out.caveat(), LooReliabilityWarning, stacklevel=2)
+    return out
+
+
+def loo_markdown(loo: LooResult) -> str:
+    """A Markdown section: the elpd line, the caveat if any, and the per-study table."""
+    lines = [
+        f"PSIS-LOO on the {'marginal' if loo.var_name == MARGINAL else 'conditional'} "
+        f"log-likelihood (`{loo.var_name}`): elpd = {loo.elpd:.2f} (SE {loo.se:.2f}, "
+        f"MCSE {loo.mcse:.3f}), p_loo = {loo.p:.2f}.",
+    ]
+    if loo.exact_elpd is not None:
+        lines.append(
+            f"Exact leave-one-study-out (quadrature): elpd = {loo.exact_elpd:.2f}; "
+            f"difference PSIS - exact = {loo.elpd - loo.exact_elpd:+.3f}."
+        )
+    c = pareto_k_counts(loo.studies["pareto_k"].to_numpy(), loo.good_k)
+    lines.append(
+        f"Pareto k: {c['good']} good (<= {loo.good_k:.2f}), {c['bad']} bad, "
+        f"{c['very_bad']} very bad (> 1); max {loo.max_k:.2f}."
+    )
+    if loo.caveat():
+        lines += ["", f"> **Warning.** {loo.caveat()}"]
+    cols = ["study", "elpd_psis", "mcse", "pareto_k", "k_ok"]
+    if "elpd_exact" in loo.studies:
+        cols += ["elpd_exact", "psis_minus_exact"]
+    lines += ["", _markdown_table(loo.studies[cols])]
+    return "\n".join(lines)
+
+
+def _markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A GitHub-flavoured Markdown table (no tabulate dependency)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool | np.bool_):
+            return "yes" if v else "**no**"
+        if isinstance(v, float | np.floating):
+            return "" if np.isnan(v) else format(float(v), floatfmt)
+        return str(v)
+
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
