@@ -46,7 +46,8 @@ def pct(x: float, digits: int = 1) -> str:
 
 def interval(s: dict[str, float], digits: int = 1, key: str = "median") -> str:
     """'4.0 % (2.3–6.8 %)' from a summary with median/lower/upper."""
-    return f"{100 * s[key]:.{digits}f} % ({100 * s['lower']:.{digits}f}–{100 * s['upper']:.{digits}f} %)"
+    m, lo, hi = (f"{100 * s[k]:.{digits}f}" for k in (key, "lower", "upper"))
+    return f"{m} % ({lo}–{hi} %)"
 
 
 def num(x: float, digits: int = 2) -> str:

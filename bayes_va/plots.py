@@ -39,7 +39,10 @@ def forest(result: FitResult, path: str | Path, labels: dict[str, str] | None = 
         ax.plot(100 * max(r.observed, 1e-4), y + 0.15, "s", color="0.55", ms=3.5)
         ax.plot([100 * r.shrunken_lower, 100 * r.shrunken_upper], [y - 0.15] * 2, color="C0", lw=2)
         ax.plot(100 * r.shrunken_median, y - 0.15, "o", color="C0", ms=3.5)
-    names = [(labels or {}).get(s, s) + f"  {e}/{n}" for s, e, n in zip(st.study, st.events, st.n)]
+    names = [
+        (labels or {}).get(s, s) + f"  {e}/{n}"
+        for s, e, n in zip(st.study, st.events, st.n, strict=True)
+    ]
     b = est["bayes"]
     rows = [
         (2, "pooled (posterior)", b["pooled"], "C3"),
@@ -118,7 +121,7 @@ def subgroups(results: dict[str, FitResult], path: str | Path) -> Path:
             for level, s in levels.items():
                 entries.append((f"{mod}: {level}", s, name))
     fig, ax = plt.subplots(figsize=(6.0, 0.3 * len(entries) + 1.0))
-    for i, (label, s, _) in enumerate(entries):
+    for i, (_, s, _) in enumerate(entries):
         y = len(entries) - i
         ax.plot([100 * s["lower"], 100 * s["upper"]], [y, y], color="C0", lw=2.5)
         ax.plot(100 * s["median"], y, "o", color="C0", ms=4)
