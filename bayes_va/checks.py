@@ -155,18 +155,15 @@ def _quantiles(draws: np.ndarray, ci_prob: float) -> np.ndarray:
     return np.quantile(draws.reshape(-1, draws.shape[-1]), [a, 0.5, 1.0 - a], axis=0)
 
 
-def _statistics(
-    y: np.ndarray, n: np.ndarray, rep: np.ndarray, new: np.ndarray, study: list[str]
-) -> tuple[list[tuple[str, Any]], dict[str, np.ndarray]]:
-    """The test statistics as callables on (..., k) counts, named for the report."""
-    largest = np.argsort(-n, kind="stable")[:2]
-    a, b = (int(i) for i in largest)
-    funcs = {
+def _statistics(n: np.ndarray, study: list[str]) -> dict[str, Any]:
+    """Test statistics on counts (..., k): spread, mean proportion and the contrast between the
+    two largest studies (which dominate the pooled estimate)."""
+    a, b = (int(i) for i in np.argsort(-n, kind="stable")[:2])
+    return {
         "sd of study logits": lambda c: spread(c, n),
         "mean study proportion": lambda c: np.mean(c / n, axis=-1),
         f"p[{study[a]}] - p[{study[b]}]": lambda c: c[..., a] / n[a] - c[..., b] / n[b],
     }
-    return list(funcs.items()), {}
 
 
 def posterior_predictive_checks(
@@ -234,10 +231,9 @@ def posterior_predictive_checks(
     )
     table["flag"] = (table["p_replicate"] < PPC_FLAG_P) | (table["p_loo"] < PPC_FLAG_P)
 
-    funcs, _ = _statistics(y, n, rep, new, study)
-    rows, draws = [], {"rep_prop": rep / n, "new_prop": new / n}
+    rows, draws = [], {}
     a = (1.0 - ci_prob) / 2.0
-    for name, f in funcs:
+    for name, f in _statistics(n, study).items():
         t_obs = float(f(y))
         for kind, counts in (("replicate", rep), ("new", new)):
             t = np.asarray(f(counts), dtype=float).ravel()
@@ -273,18 +269,30 @@ def plot_ppc(checks: PredictiveChecks, path: str | Path, title: str = "") -> lis
     lo_new, hi_new = s["new_lower"] / s["n"], s["new_upper"] / s["n"]
     lo_rep, hi_rep = s["rep_lower"] / s["n"], s["rep_upper"] / s["n"]
     floor = 0.5 / s["n"].max()
-    ax.hlines(pos + 0.18, np.maximum(lo_new, floor), hi_new, color="0.65", lw=2,
-              label="new study of this size (95%)")
-    ax.hlines(pos - 0.05, np.maximum(lo_rep, floor), hi_rep, color="C0", lw=5, alpha=0.7,
-              label="replicate of this study (95%)")
+    ax.hlines(
+        pos + 0.18,
+        np.maximum(lo_new, floor),
+        hi_new,
+        color="0.65",
+        lw=2,
+        label="new study of this size (95%)",
+    )
+    ax.hlines(
+        pos - 0.05,
+        np.maximum(lo_rep, floor),
+        hi_rep,
+        color="C0",
+        lw=5,
+        alpha=0.7,
+        label="replicate of this study (95%)",
+    )
     colours = np.where(s["flag"], "C3", "k")
-    ax.scatter(np.maximum(s["observed"], floor), pos, c=colours, zorder=3, s=22,
-               label="observed")
+    ax.scatter(np.maximum(s["observed"], floor), pos, c=colours, zorder=3, s=22, label="observed")
     ax.set_xscale("log")
     ax.set_yticks(pos, [f"{st} (n={n})" for st, n in zip(s["study"], s["n"], strict=True)])
     ax.set_xlabel("proportion with the event")
     ax.legend(loc="lower right", fontsize=7, frameon=False)
-    ax.set_title("per-study posterior predictive (red: p < %g)" % PPC_FLAG_P, fontsize=9)
+    ax.set_title(f"per-study posterior predictive (red: p < {PPC_FLAG_P:g})", fontsize=9)
 
     key = "sd of study logits (new)"
     t = checks.draws[key]

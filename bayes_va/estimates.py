@@ -36,9 +36,13 @@ def headline(tree: xr.DataTree, ci_prob: float = CI_PROB) -> dict[str, dict[str,
 
 
 def moderator_effects(tree: xr.DataTree, ci_prob: float = CI_PROB) -> dict[str, Any]:
-    """Log odds ratios per moderator coefficient and proportions per subgroup level."""
+    """Log odds ratios per moderator coefficient and proportions per subgroup level.
+
+    Lists (not dicts keyed by name) so that the order -- reference level first -- survives the
+    JSON round trip, whose keys are sorted.
+    """
     post = tree["posterior"]
-    out: dict[str, Any] = {"coefficients": {}, "subgroups": {}}
+    out: dict[str, Any] = {"coefficients": [], "subgroups": []}
     if "beta" not in post:
         return out
     for coef in post["coef"].values:
@@ -48,14 +52,13 @@ def moderator_effects(tree: xr.DataTree, ci_prob: float = CI_PROB) -> dict[str, 
         row["or_lower"] = float(np.exp(row["lower"]))
         row["or_upper"] = float(np.exp(row["upper"]))
         row["p_positive"] = float((draws > 0).mean())
-        out["coefficients"][str(coef)] = row
+        out["coefficients"].append({"coef": str(coef), **row})
     for var in post.data_vars:
         if str(var).startswith("prop_"):
             dim = next(d for d in post[var].dims if d not in ("chain", "draw"))
-            out["subgroups"][str(var)[5:]] = {
-                str(level): summarise_draws(post[var].sel({dim: level}).values, ci_prob)
-                for level in post[dim].values
-            }
+            for level in post[dim].values:
+                summary = summarise_draws(post[var].sel({dim: level}).values, ci_prob)
+                out["subgroups"].append({"moderator": str(var)[5:], "level": str(level), **summary})
     return out
 
 

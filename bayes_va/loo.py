@@ -21,7 +21,9 @@ studies and what to do, and every table built from it says so in words.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from arviz_stats.utils import ELPDDataLOO
 
     from .config import Config
+    from .dataset import StudyData
     from .results import FitResult
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "exact_loso",
     "marginal_loo",
     "pareto_k_counts",
+    "refit_loso",
+    "replace_bad_k",
 ]
 
 #: The log-likelihood variables a fit stores (see :mod:`bayes_va.derived`).
@@ -81,6 +86,8 @@ class LooResult:
         ArviZ's result (pointwise), for :func:`arviz.compare`.
     exact_elpd : float or None
         Exact leave-one-study-out elpd (intercept-only logit-normal models only).
+    replaced : tuple of str
+        Studies whose bad-k PSIS value was replaced by an exact one (:func:`replace_bad_k`).
     """
 
     name: str
@@ -93,16 +100,18 @@ class LooResult:
     studies: pd.DataFrame
     elpd_data: Any = field(repr=False)
     exact_elpd: float | None = None
+    replaced: tuple[str, ...] = ()
 
     @property
     def reliable(self) -> bool:
-        """Whether every Pareto k is at or below ``good_k``."""
-        return bool(self.studies["k_ok"].all())
+        """Whether every Pareto k is at or below ``good_k`` (or its study was replaced)."""
+        return not self.bad_studies
 
     @property
     def bad_studies(self) -> tuple[str, ...]:
-        """Studies whose Pareto k exceeds ``good_k``."""
-        return tuple(self.studies.loc[~self.studies["k_ok"], "study"].astype(str))
+        """Studies whose Pareto k exceeds ``good_k`` and whose value was not replaced."""
+        bad = self.studies.loc[~self.studies["k_ok"], "study"].astype(str)
+        return tuple(s for s in bad if s not in self.replaced)
 
     @property
     def max_k(self) -> float:
@@ -132,8 +141,18 @@ class LooResult:
             "is only just above the threshold, rerun with more draws."
         )
 
+    def replacement_note(self) -> str | None:
+        """Which studies' PSIS values were replaced by exact ones, and how (None if none)."""
+        if not self.replaced:
+            return None
+        how = sorted(set(self.studies.set_index("study").loc[list(self.replaced), "method"]))
+        return (
+            f"{self.name}: Pareto k was too high for {', '.join(self.replaced)}; their PSIS "
+            f"values were replaced by exact leave-one-study-out values ({', '.join(how)})."
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """Unrounded numbers, JSON-ready."""
+        """Unrounded numbers, JSON-ready (NaN where a value does not apply)."""
         return {
             "name": self.name,
             "var_name": self.var_name,
@@ -146,6 +165,8 @@ class LooResult:
             "max_k": self.max_k,
             "pareto_k_counts": pareto_k_counts(self.studies["pareto_k"].to_numpy(), self.good_k),
             "exact_elpd": self.exact_elpd,
+            "replaced": list(self.replaced),
+            "replacement_note": self.replacement_note(),
             "caveat": self.caveat(),
             "studies": self.studies.to_dict(orient="records"),
         }
@@ -314,43 +335,161 @@ def marginal_loo(
     return out
 
 
-def loo_markdown(loo: LooResult) -> str:
-    """A Markdown section: the elpd line, the caveat if any, and the per-study table."""
-    lines = [
-        f"PSIS-LOO on the {'marginal' if loo.var_name == MARGINAL else 'conditional'} "
-        f"log-likelihood (`{loo.var_name}`): elpd = {loo.elpd:.2f} (SE {loo.se:.2f}, "
-        f"MCSE {loo.mcse:.3f}), p_loo = {loo.p:.2f}.",
-    ]
-    if loo.exact_elpd is not None:
-        lines.append(
-            f"Exact leave-one-study-out (quadrature): elpd = {loo.exact_elpd:.2f}; "
-            f"difference PSIS - exact = {loo.elpd - loo.exact_elpd:+.3f}."
+# --------------------------------------------------------------------------- bad k: exact values
+
+
+def _full_data(result: FitResult) -> StudyData:
+    """The fit's studies with their moderator columns (rebuilt from the config if needed)."""
+    from .dataset import build_dataset
+
+    data = result.data
+    columns = [m[4:] if m.startswith("log_") else m for m in result.config.model.moderators]
+    if all(c in data.table.columns for c in columns):
+        return data
+    rebuilt = build_dataset(result.config.data, result.config.data_dir)
+    if rebuilt.study != data.study or not (
+        np.array_equal(rebuilt.y, data.y) and np.array_equal(rebuilt.n, data.n)
+    ):
+        raise ValueError(
+            f"{result.config.name}: cannot rebuild the fitted data from its config (run from the "
+            "project root, with the same data files)"
         )
-    c = pareto_k_counts(loo.studies["pareto_k"].to_numpy(), loo.good_k)
-    lines.append(
-        f"Pareto k: {c['good']} good (<= {loo.good_k:.2f}), {c['bad']} bad, "
-        f"{c['very_bad']} very bad (> 1); max {loo.max_k:.2f}."
+    return rebuilt
+
+
+def _held_out_loglik(refit: FitResult, row: pd.Series, y: int, n: int) -> np.ndarray:
+    """log p(y_i | draw) under a refit without study i (θ_i integrated out), flat over draws."""
+    from scipy.special import expit
+    from scipy.stats import betabinom
+
+    from .exact import log_marginal_likelihood
+
+    values = {}
+    for m in refit.config.model.moderators:
+        values[m] = row[m[4:] if m.startswith("log_") else m]
+    eta = refit.linear_predictor(values).transpose("chain", "draw").values.ravel()
+    post = refit.tree["posterior"]
+    if refit.config.model.family == "logit_normal":
+        tau = post["tau"].transpose("chain", "draw").values.ravel()
+        return log_marginal_likelihood([y], [n], eta, tau)[:, 0]
+    phi = post["phi"].transpose("chain", "draw").values.ravel()
+    return betabinom.logpmf(y, n, expit(eta) * phi, (1.0 - expit(eta)) * phi)
+
+
+def refit_loso(result: FitResult, studies: Sequence[str]) -> pd.DataFrame:
+    """Exact leave-one-study-out by MCMC: refit without each study and predict it.
+
+    ``log p(y_i | y_-i) = log mean_s p(y_i | μ_s, τ_s, x_i)`` over the draws of a fit to the
+    other studies (θ_i integrated out as in ``y``), same config and seed. Each refit costs a
+    fit (the compiled model for k - 1 studies is reused after the first).
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit on all studies.
+    studies : sequence of str
+        Studies to leave out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``study``, ``elpd_refit``, ``mcse_refit`` and ``refit_ok`` (the refit's diagnostics).
+    """
+    from .dataset import StudyData
+    from .fitting import fit
+
+    data = _full_data(result)
+    rows = []
+    for sid in studies:
+        if sid not in data.study:
+            raise ValueError(f"{result.config.name}: no study {sid!r}")
+        keep = np.array([s != sid for s in data.study])
+        i = int(np.flatnonzero(~keep)[0])
+        table = data.table.reset_index(drop=True)
+        subset = StudyData(
+            tuple(s for s, k in zip(data.study, keep, strict=True) if k),
+            data.y[keep],
+            data.n[keep],
+            table[keep].reset_index(drop=True),
+            (*data.steps, f"left out {sid}"),
+        )
+        refit = fit(result.config, data=subset)
+        ll = _held_out_loglik(refit, table.iloc[i], int(data.y[i]), int(data.n[i]))
+        top = ll.max()
+        rel = np.exp(ll - top)
+        elpd = float(top + np.log(rel.mean()))
+        ess = float(
+            xr.DataArray(rel.reshape(refit.config.sampler.chains, -1), dims=("chain", "draw"))
+            .azstats.ess(sample_dims=("chain", "draw"), method="mean")
+            .values
+        )
+        rows.append(
+            {
+                "study": sid,
+                "elpd_refit": elpd,
+                "mcse_refit": float(rel.std(ddof=1) / rel.mean() / np.sqrt(max(ess, 1.0))),
+                "refit_ok": refit.ok,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def replace_bad_k(loo: LooResult, result: FitResult | None = None) -> LooResult:
+    """Replace the PSIS values of studies with bad Pareto k by exact leave-one-study-out ones.
+
+    Exact values come from the quadrature engine where it applies (``loo.studies`` has
+    ``elpd_exact``), otherwise from :func:`refit_loso` (needs ``result``). The returned result
+    has ``replaced`` set; its ``elpd_data`` (for ``az.compare``) carries the new pointwise
+    values, with the replaced studies' Pareto k set to NaN so they no longer count as bad.
+
+    Parameters
+    ----------
+    loo : LooResult
+        From :func:`marginal_loo` on the marginal log-likelihood.
+    result : FitResult, optional
+        The fit, needed when refits are required.
+
+    Returns
+    -------
+    LooResult
+        ``loo`` itself when every k is good.
+    """
+    if loo.reliable:
+        return loo
+    if loo.var_name != MARGINAL:
+        raise ValueError("replace bad k on the marginal log-likelihood only")
+    bad = list(loo.bad_studies)
+    table = loo.studies.copy()
+    table["method"] = np.where(table["k_ok"], "psis", "")
+    if "elpd_exact" in table:
+        values = table.set_index("study").loc[bad, "elpd_exact"]
+        how = "quadrature"
+    else:
+        if result is None:
+            raise ValueError(f"{loo.name}: refits need the FitResult")
+        values = refit_loso(result, bad).set_index("study")["elpd_refit"]
+        how = "refit"
+    mask = ~table["k_ok"].to_numpy()
+    table.loc[mask, "elpd_psis_original"] = table.loc[mask, "elpd_psis"]
+    table.loc[mask, "elpd_psis"] = values.loc[table.loc[mask, "study"]].to_numpy()
+    table.loc[mask, "method"] = how
+    elpd_i = table["elpd_psis"].to_numpy()
+    old = loo.elpd_data
+    k = old.pareto_k.copy()
+    k.values[mask] = np.nan
+    new_data = dataclasses.replace(
+        old,
+        elpd=float(elpd_i.sum()),
+        se=float(np.sqrt(elpd_i.size * np.var(elpd_i))),
+        elpd_i=old.elpd_i.copy(data=elpd_i),
+        pareto_k=k,
+        warning=False,
     )
-    if loo.caveat():
-        lines += ["", f"> **Warning.** {loo.caveat()}"]
-    cols = ["study", "elpd_psis", "mcse", "pareto_k", "k_ok"]
-    if "elpd_exact" in loo.studies:
-        cols += ["elpd_exact", "psis_minus_exact"]
-    lines += ["", _markdown_table(loo.studies[cols])]
-    return "\n".join(lines)
-
-
-def _markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    """A GitHub-flavoured Markdown table (no tabulate dependency)."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool | np.bool_):
-            return "yes" if v else "**no**"
-        if isinstance(v, float | np.floating):
-            return "" if np.isnan(v) else format(float(v), floatfmt)
-        return str(v)
-
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+    return dataclasses.replace(
+        loo,
+        elpd=new_data.elpd,
+        se=new_data.se,
+        studies=table,
+        elpd_data=new_data,
+        replaced=tuple(bad),
+    )

@@ -231,18 +231,10 @@ def _fit_section(r: FitResult) -> dict[str, Any]:
     mods = e.get("moderators", {})
     if mods.get("coefficients"):
         out["coefficients"] = [
-            {
-                "coef": c,
-                **v,
-                "fmt": f"{v['or_median']:.2f} ({v['or_lower']:.2f}–{v['or_upper']:.2f})",
-            }
-            for c, v in mods["coefficients"].items()
+            {**v, "fmt": f"{v['or_median']:.2f} ({v['or_lower']:.2f}–{v['or_upper']:.2f})"}
+            for v in mods["coefficients"]
         ]
-        out["subgroups"] = [
-            {"moderator": m, "level": lvl, **s, "fmt": interval(s)}
-            for m, levels in mods["subgroups"].items()
-            for lvl, s in levels.items()
-        ]
+        out["subgroups"] = [{**s, "fmt": interval(s)} for s in mods["subgroups"]]
     return out
 
 
@@ -258,7 +250,11 @@ def _avf_section(results: list[FitResult], horizons: list[float]) -> list[dict[s
                 draws = expit(r.linear_predictor({mod: h}).values.ravel())
                 lo, med, hi = np.quantile(draws, [0.025, 0.5, 0.975])
                 s = {"median": float(med), "lower": float(lo), "upper": float(hi)}
-                sec["horizons"].append({"months": h, **s, "fmt": interval(s)})
+                sec["horizons"].append(
+                    {"months": h, "months_fmt": f"{h:g}", **s, "fmt": interval(s)}
+                )
+            ref = r.config.model.reference.get(mod)
+            sec["reference_fmt"] = f"{ref:g} months" if ref is not None else "the median"
         out.append(sec)
     return out
 
@@ -376,6 +372,7 @@ def build_paper(
     }
     cfg_b = base.config
     results = {
+        "ci_pct": f"{100 * base.estimates['ci_prob']:g} %",
         "data": _data_section(base_cfg.data_dir),
         "base": _fit_section(base),
         "base_priors": {"mu": str(cfg_b.priors.mu), "tau": str(cfg_b.priors.tau)},

@@ -117,9 +117,8 @@ def subgroups(results: dict[str, FitResult], path: str | Path) -> Path:
 
     entries = []
     for name, res in results.items():
-        for mod, levels in res.estimates["moderators"]["subgroups"].items():
-            for level, s in levels.items():
-                entries.append((f"{mod}: {level}", s, name))
+        for s in res.estimates["moderators"]["subgroups"]:
+            entries.append((f"{s['moderator']}: {s['level']}", s, name))
     fig, ax = plt.subplots(figsize=(6.0, 0.3 * len(entries) + 1.0))
     for i, (_, s, _) in enumerate(entries):
         y = len(entries) - i

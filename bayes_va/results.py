@@ -112,9 +112,9 @@ class FitResult:
             f"  predictive (new study) {pct(b['predictive'])}",
             f"  {spread:<22} {pct(b[spread])}",
         ]
-        for coef, row in self.estimates.get("moderators", {}).get("coefficients", {}).items():
+        for row in self.estimates.get("moderators", {}).get("coefficients", []):
             lines.append(
-                f"  OR {coef:<19} {row['or_median']:.3f} [{row['or_lower']:.3f}, "
+                f"  OR {row['coef']:<19} {row['or_median']:.3f} [{row['or_lower']:.3f}, "
                 f"{row['or_upper']:.3f}]"
             )
         if g is not None:

@@ -19,8 +19,8 @@ Outcomes
     covariates is what non-collapsibility of the odds ratio requires: the risk at the mean
     profile is not the mean risk. ``x_ref`` = the pseudo-cohort's mean covariate vector.
 ``revision``
-    Baseline ``b_s`` from a fit of the revision studies: ``pooled`` (logit^-1 mu, the population
-    proportion) or ``predictive`` (a new centre's proportion). The recompression effects are
+    Baseline ``b_s`` from a fit of the revision studies: ``pooled`` (logit^-1 mu, the fit's
+    pooled proportion) or ``predictive`` (a new centre's proportion). The recompression effects are
     *transported* with a factor ``lambda_s`` (``lambda = 1`` full transport, ``0`` none,
     ``Beta(a, b)`` partial; default Beta(2, 2)). ``alpha_s`` is calibrated so that the mean risk
     over the An pseudo-cohort equals ``b_s``: the reference population of the revision
@@ -70,8 +70,10 @@ __all__ = [
     "OUTCOMES",
     "Coefficients",
     "Covariate",
+    "EncodedProfiles",
     "ExtrapolationWarning",
     "LogisticLayer",
+    "Marginal",
     "ProfileError",
     "PseudoCohort",
     "RiskConfig",
@@ -84,6 +86,10 @@ __all__ = [
     "avf_model",
     "build_model",
     "calibrate_intercept",
+    "encode_profiles",
+    "figure_effects",
+    "figure_risk_distributions",
+    "figure_risk_vs_covariate",
     "load_risk_config",
     "load_source",
     "pseudo_cohort_from_marginals",
@@ -102,9 +108,11 @@ OUTCOMES: tuple[str, ...] = ("recompression", "revision", "avf")
 DEFAULT_DRAWS = 4000
 DEFAULT_SEED = 20231123
 CI_PROB = 0.95
-#: A pseudo-cohort holds this many copies of the An cohort's 82 + 175 patients (2,056 rows):
-#: the calibrated intercepts then move by < 0.01 on the logit scale between seeds.
-PSEUDO_COHORT_REPLICATES = 8
+#: A pseudo-cohort holds enough copies of the cohort for at least this many rows (An 2021:
+#: 8 x 257 = 2,056). Between pseudo-cohort seeds a draw's calibrated intercept then moves by
+#: ~0.003 on the logit scale (at most ~0.02 over 4,000 draws x 6 seeds); calibration costs
+#: ~0.1 s per 1,000 draws.
+PSEUDO_COHORT_MIN_ROWS = 2000
 #: BMD and other continuous covariates outside Table 1's pooled mean +- this many SDs warn.
 EXTRAPOLATION_SDS = 3.0
 #: Newton iterations solve the calibration to this tolerance on the logit scale.
@@ -386,6 +394,9 @@ def encode_profiles(
         if "id" in frame.columns
         else tuple(str(i + 1) for i in range(n))
     )
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise ProfileError(f"profile ids must be unique; repeated: {', '.join(dupes)}")
     unknown = [c for c in frame.columns if c not in COVARIATES and c != "id"]
     if unknown:
         raise ProfileError(
@@ -579,25 +590,33 @@ def _continuous_sample(kind: str, mean: float, sd: float, size: int) -> FloatArr
     return mean + sd * (x - x.mean()) / x.std()
 
 
+def _replicates(replicates: int | None, n: int) -> int:
+    if replicates is None:
+        return max(1, math.ceil(PSEUDO_COHORT_MIN_ROWS / n))
+    if replicates < 1:
+        raise RiskInputError(f"replicates must be >= 1, got {replicates}")
+    return int(replicates)
+
+
 def pseudo_cohort_from_marginals(
     group_sizes: Sequence[int],
     marginals: Sequence[Marginal],
     *,
-    replicates: int = PSEUDO_COHORT_REPLICATES,
+    replicates: int | None = None,
     seed: int = DEFAULT_SEED,
     description: str = "",
 ) -> PseudoCohort:
     """Build a pseudo-cohort that matches per-group marginals exactly.
 
-    Each group ``g`` gets ``replicates * group_sizes[g]`` rows. Binary covariates take exactly
+    Each group ``g`` gets ``replicates * group_sizes[g]`` rows (default: enough replicates for
+    :data:`PSEUDO_COHORT_MIN_ROWS` rows in all). Binary covariates take exactly
     ``replicates * count`` ones; continuous ones take stratified quantiles of a normal or gamma
     distribution with the group's mean and SD (rescaled so the sample mean and SD are exact).
     Each column is then permuted independently within the group (stream
     ``STREAM_PSEUDO_COHORT``): covariates are independent *within* an outcome group, so their
     association with each other runs only through the outcome, the most Table 1 supports.
     """
-    if replicates < 1:
-        raise RiskInputError(f"replicates must be >= 1, got {replicates}")
+    replicates = _replicates(replicates, sum(group_sizes))
     rng = _rng(seed, STREAM_PSEUDO_COHORT)
     blocks = []
     for g, n_g in enumerate(group_sizes):
@@ -668,7 +687,7 @@ def _an_table1(data_dir: str | Path | None) -> tuple[tuple[int, int], list[Margi
 
 def an2021_pseudo_cohort(
     *,
-    replicates: int = PSEUDO_COHORT_REPLICATES,
+    replicates: int | None = None,
     seed: int = DEFAULT_SEED,
     data_dir: str | Path | None = None,
 ) -> PseudoCohort:
@@ -679,6 +698,7 @@ def an2021_pseudo_cohort(
     "No" = 29 / 111) under either endplate reading.
     """
     groups, marginals = _an_table1(data_dir)
+    replicates = _replicates(replicates, sum(groups))
     return pseudo_cohort_from_marginals(
         groups,
         marginals,
@@ -1000,6 +1020,17 @@ class AVFSource(Protocol):
         ...
 
 
+def _check_table(source: Any, table: str) -> None:
+    """A fit's outcome table must be ``table`` (a revision baseline from an AVF fit is an error)."""
+    cfg = getattr(source, "config", None)
+    got = getattr(getattr(cfg, "data", None), "table", None)
+    if got is not None and got != table:
+        raise RiskInputError(
+            f"fit '{getattr(cfg, 'name', '?')}' models the {got!r} table; this baseline needs a "
+            f"fit of the {table!r} table"
+        )
+
+
 def _flat(da: xr.DataArray) -> FloatArray:
     if {"chain", "draw"} <= set(da.dims):
         return np.asarray(da.transpose("chain", "draw", ...).values, dtype=float).ravel()
@@ -1045,6 +1076,11 @@ def _exact_draws(config: str | Path, kind: str, n_draws: int, seed: int) -> Floa
     from .priors import log_density
 
     cfg = load_config(config)
+    if cfg.data.table != "revision" or cfg.model.family != "logit_normal" or cfg.model.moderators:
+        raise RiskInputError(
+            f"exact:{config}: the quadrature reference covers the logit-normal revision model "
+            "without moderators only"
+        )
     data = build_dataset(cfg.data, cfg.data_dir)
     post = exact.posterior_grid(
         data.y,
@@ -1091,6 +1127,7 @@ def revision_baseline(
     if isinstance(source, str) and source.startswith("exact:"):
         return _exact_draws(source.removeprefix("exact:"), kind, n_draws, seed)
     source = load_source(source)
+    _check_table(source, "revision")
     if hasattr(source, "tree"):
         source = source.tree
     if isinstance(source, xr.DataTree):
@@ -1129,6 +1166,7 @@ def avf_baseline(
     if not 0 < horizon_months <= 120:
         raise RiskInputError(f"horizon_months must lie in (0, 120], got {horizon_months}")
     source = load_source(source)
+    _check_table(source, "avf")
     if not hasattr(source, "linear_predictor"):
         raise RiskInputError("the AVF baseline needs a fit with a linear_predictor method")
     lp = source.linear_predictor({moderator: float(horizon_months)})
@@ -1205,7 +1243,7 @@ def _an_parts(
     n_draws: int,
     seed: int,
     endplate_reading: Literal["text", "table"],
-    replicates: int,
+    replicates: int | None,
     data_dir: str | Path | None,
 ) -> tuple[Coefficients, FloatArray, PseudoCohort, dict[str, tuple[float, float]]]:
     coefs = an2021_coefficients(endplate_reading, data_dir)
@@ -1236,7 +1274,7 @@ def recompression_model(
     endplate_reading: Literal["text", "table"] = "text",
     calibration: Literal["marginal", "mean_profile"] = "marginal",
     target_prior: outcomes.BetaPrior = outcomes.JEFFREYS,
-    replicates: int = PSEUDO_COHORT_REPLICATES,
+    replicates: int | None = None,
     data_dir: str | Path | None = None,
 ) -> RiskModel:
     """Recompression risk (An 2021) with the baseline calibrated to 82/257.
@@ -1251,8 +1289,9 @@ def recompression_model(
         Mean risk over the pseudo-cohort = target (default), or risk at the mean profile.
     target_prior : BetaPrior
         The target is ``pbar ~ Beta(82 + a, 175 + b)`` (default Jeffreys a = b = 1/2).
-    replicates : int
-        Copies of the cohort in the pseudo-cohort.
+    replicates : int, optional
+        Copies of the cohort in the pseudo-cohort (default: enough for
+        :data:`PSEUDO_COHORT_MIN_ROWS` rows; 8 for An's 257 patients).
     data_dir : path, optional
         Data folder (default: the shipped ``data/``).
     """
@@ -1290,7 +1329,7 @@ def revision_model(
     seed: int = DEFAULT_SEED,
     endplate_reading: Literal["text", "table"] = "text",
     calibration: Literal["marginal", "mean_profile"] = "marginal",
-    replicates: int = PSEUDO_COHORT_REPLICATES,
+    replicates: int | None = None,
     data_dir: str | Path | None = None,
 ) -> RiskModel:
     """Revision risk: pooled revision baseline plus transported recompression effects.
@@ -1496,7 +1535,7 @@ class RiskConfig:
     calibration : {"marginal", "mean_profile"}
         How the baseline is attached to the reference population.
     replicates : int
-        Pseudo-cohort size in copies of the An cohort.
+        Pseudo-cohort size in copies of the An cohort (0 = automatic, 8 for An).
     revision_results : str
         Revision fit (results folder, or ``exact:models/base.toml``).
     baseline : {"pooled", "predictive"}
@@ -1520,7 +1559,7 @@ class RiskConfig:
     threshold: float = 0.1
     endplate_reading: Literal["text", "table"] = "text"
     calibration: Literal["marginal", "mean_profile"] = "marginal"
-    replicates: int = PSEUDO_COHORT_REPLICATES
+    replicates: int = 0
     revision_results: str = "results/base"
     baseline: Literal["pooled", "predictive"] = "pooled"
     transport: TransportPrior = field(default_factory=TransportPrior)
@@ -1532,7 +1571,7 @@ class RiskConfig:
     def __post_init__(self) -> None:
         checks = {
             "draws": self.draws >= 100,
-            "replicates": self.replicates >= 1,
+            "replicates": self.replicates >= 0,
             "threshold": 0.0 < self.threshold < 1.0,
             "horizon_months": 0.0 < self.horizon_months <= 120.0,
         }
@@ -1675,7 +1714,7 @@ def build_model(
     an = {
         "endplate_reading": cfg.endplate_reading,
         "calibration": cfg.calibration,
-        "replicates": cfg.replicates,
+        "replicates": cfg.replicates or None,
     }
     if outcome == "recompression":
         return recompression_model(**common, **an)

@@ -54,7 +54,7 @@ def add_risk_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a patient's risk of recompression, revision or adjacent fracture",
         description=(
             "Posterior risk for one patient (covariate options) or many (--profiles CSV): "
-            "median, 95%% interval, P(risk > threshold) and expected events per 1,000 such "
+            "median, 95% interval, P(risk > threshold) and expected events per 1,000 such "
             "patients. Unknown covariates, bad levels and out-of-range values exit with code 2."
         ),
     )
@@ -208,7 +208,7 @@ def _transport_lines(cfg: Any, source: Any, profile: Any) -> list[str]:
         seed=cfg.seed,
         endplate_reading=cfg.endplate_reading,
         calibration=cfg.calibration,
-        replicates=cfg.replicates,
+        replicates=cfg.replicates or None,
     )
     out = ["  effect of the transport factor lambda (same baseline, same draws):"]
     for _, r in table.iterrows():

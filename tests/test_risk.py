@@ -615,3 +615,16 @@ def test_cli_scores_a_profiles_csv_and_warns_on_extrapolation(tmp_path, capsys):
 
 def test_cli_errors_are_bayes_va_errors():
     assert issubclass(ProfileError, BayesVAError) and issubclass(RiskInputError, BayesVAError)
+
+
+def test_a_baseline_from_the_wrong_outcome_table_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(name="avf", data=SimpleNamespace(table="avf"))
+    with pytest.raises(RiskInputError, match="needs a fit of the 'revision' table"):
+        risk.revision_baseline(SimpleNamespace(config=cfg, tree=fake_revision_tree()))
+    toml = tmp_path / "moderated.toml"
+    base = (PROJECT_ROOT / "models" / "base.toml").as_posix()
+    toml.write_text(f'extends = "{base}"\n[model]\nmoderators = ["procedure"]\n')
+    with pytest.raises(RiskInputError, match="logit-normal revision model without moderators"):
+        risk.revision_baseline(f"exact:{toml}")

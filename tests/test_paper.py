@@ -1,0 +1,96 @@
+"""The paper: no hand-typed results in the Typst source, and a deterministic results.json."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bayes_va.paper import build_paper
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = ROOT / "paper"
+
+#: Digits allowed in the Typst markup: layout (sizes, widths, column counts), array indices
+#: into results, citations (years, the review's "Table 1/2"), Unicode/maths notation.
+ALLOWED = [
+    r"\b(19|20)\d\d\b",  # publication years in citations
+    r"\bTables? [12]( and Table [12])?\b",  # the review's own tables
+    r"\d+(\.\d+)?(pt|em|cm|mm)",  # lengths
+    r"width: \d+%",  # widths
+    r"\^2",  # tau^2 notation
+    r"\.at\(\d+\)",  # indexing into result arrays
+    r"\.slice\(\d+, \d+\)",  # shortening the data hash
+    r"columns: \d+",
+    r"\"logit\"\^\(-1\)",  # notation
+    r"\"Normal\"\(0, 1\)",  # definition of z, not a result
+    r"numbering: \"1\.?\"",
+    r"SHA-256",
+    r"\b[A-Za-z_][A-Za-z_]*\d\w*",  # identifiers such as f.mcmc_tau_3, a4
+    r"size: \d+pt",
+]
+
+
+def _markup_numbers(text: str) -> list[tuple[int, str]]:
+    hits = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        code = line.split("//", 1)[0]
+        if not code.strip():
+            continue
+        for pat in ALLOWED:
+            code = re.sub(pat, " ", code)
+        if re.search(r"\d", code):
+            hits.append((lineno, line.strip()))
+    return hits
+
+
+def test_the_typst_source_holds_no_hand_typed_numbers():
+    sources = sorted(PAPER.glob("*.typ"))
+    assert sources, "paper/*.typ missing"
+    for src in sources:
+        hits = _markup_numbers(src.read_text())
+        assert not hits, f"{src.name}: numbers typed by hand: {hits}"
+
+
+def test_the_number_check_catches_a_typed_result():
+    assert _markup_numbers("The pooled proportion was 4.0 % (2.3–6.8 %).")
+    assert _markup_numbers("k = 14 studies")
+    assert _markup_numbers("a rate of 4% in Lin")
+    assert not _markup_numbers("The pooled proportion was #f.pooled (Takahashi 2023, Table 1).")
+
+
+def _mini_project(tmp: Path) -> Path:
+    """A project root with the real data and models and a small analyses declaration."""
+    root = tmp / "proj"
+    (root / "paper").mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    for d in ("data", "models"):
+        (root / d).symlink_to(ROOT / d)
+    (root / "paper" / "analyses.toml").write_text(
+        'base = "models/base.toml"\n'
+        'sensitivity = ["models/sensitivity/lin_low.toml"]\n'
+        "leave_one_out = false\n"
+        'subgroups = ["models/subgroups/procedure.toml"]\n'
+        'avf = ["models/avf/base.toml"]\n'
+        "avf_horizons_months = [3.0, 12.0]\n"
+    )
+    return root
+
+
+@pytest.mark.sampling
+def test_two_clean_builds_write_byte_identical_results_json(tmp_path):
+    a = _mini_project(tmp_path / "a")
+    b = _mini_project(tmp_path / "b")
+    assert build_paper(clean=True, root=a, compile_pdf=False) == 0
+    assert build_paper(clean=True, root=b, compile_pdf=False) == 0
+    ra = (a / "paper" / "build" / "results.json").read_bytes()
+    rb = (b / "paper" / "build" / "results.json").read_bytes()
+    assert ra == rb
+    assert b"seconds" not in ra  # wall times live in timings.json
+    assert (a / "paper" / "build" / "timings.json").exists()
+    assert (a / "paper" / "build" / "figures" / "forest.svg").exists()
+    # an unchanged rebuild takes every fit from the cache
+    assert build_paper(root=a, compile_pdf=False) == 0
+    assert (a / "paper" / "build" / "results.json").read_bytes() == ra
