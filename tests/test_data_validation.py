@@ -19,7 +19,7 @@ from bayes_va.config import DataConfig
 from bayes_va.data import check_data, default_data_dir, parse_table, read_table
 from bayes_va.dataset import build_dataset
 from bayes_va.errors import DataValidationError
-from bayes_va.schemas import BY_FILENAME, REVISION, REVISION_VARIANTS
+from bayes_va.schemas import BY_FILENAME, REVISION, REVISION_VARIANTS, TABLES
 
 REV = "revision_studies.csv"
 ARMS = "revision_arms.csv"
@@ -363,7 +363,9 @@ def test_data_check_exits_0_on_the_shipped_data_by_default(monkeypatch, capsys):
     monkeypatch.delenv("BAYES_VA_DATA", raising=False)
     assert main(["data", "check"]) == 0
     out = capsys.readouterr().out
-    assert f"checked {default_data_dir() / REV}" in out and f"OK: {len(TABLES)} table(s) valid" in out
+    assert (
+        f"checked {default_data_dir() / REV}" in out and f"OK: {len(TABLES)} table(s) valid" in out
+    )
 
 
 def test_data_check_exits_0_on_a_valid_single_table(tmp_data_dir, capsys):
