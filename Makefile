@@ -11,7 +11,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-slow paper fit lint clean bench
+.PHONY: venv test test-slow paper fit lint clean bench bench-r
 
 $(STAMP): pyproject.toml .python-version
 	@bash scripts/setup-venv.sh "$(PYTHON)" "$(VENV)"
@@ -36,6 +36,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) bench/bench_fit.py
+	$(VPY) bench/bench_risk.py
+
+# R anchors (metafor, brms): installs R from Debian's packages first; not part of CI
+bench-r: $(STAMP)
+	$(VPY) bench/bench_r.py --setup
 
 clean:
 	rm -rf results paper/build

@@ -42,6 +42,7 @@ __all__ = [
     "PredictiveChecks",
     "plot_ppc",
     "posterior_predictive_checks",
+    "replicate_pvalues",
     "spread",
 ]
 
@@ -65,6 +66,27 @@ def spread(y: np.ndarray, n: np.ndarray) -> np.ndarray:
 def _two_sided(p_below_mid: np.ndarray) -> np.ndarray:
     """Two-sided p-value from a mid-p ``P(Y < y) + P(Y = y) / 2``."""
     return np.minimum(1.0, 2.0 * np.minimum(p_below_mid, 1.0 - p_below_mid))
+
+
+def replicate_pvalues(p: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Two-sided mid-p posterior predictive p-values of the observed counts, Rao-Blackwellised.
+
+    Parameters
+    ----------
+    p : ndarray, shape (..., k)
+        Draws of each study's event probability.
+    y, n : ndarray, shape (k,)
+        Observed events and sizes.
+
+    Returns
+    -------
+    ndarray, shape (k,)
+        ``2 min(P, 1 - P)`` with ``P = mean over draws of [Binom(Y < y) + Binom(Y = y) / 2]``,
+        computed exactly per draw instead of from sampled replicates.
+    """
+    p = np.asarray(p, dtype=float).reshape(-1, np.size(y))
+    below = stats.binom.cdf(y - 1, n, p) + 0.5 * stats.binom.pmf(y, n, p)
+    return _two_sided(below.mean(axis=0))
 
 
 @dataclass(frozen=True)
@@ -199,9 +221,9 @@ def posterior_predictive_checks(
     y = obs["y"].values.astype(np.int64)
     n = obs["n"].values.astype(np.int64)
 
-    p = tree["posterior"]["p"].transpose(*_SAMPLE, "study").values
-    below_rep = stats.binom.cdf(y - 1, n, p) + 0.5 * stats.binom.pmf(y, n, p)
-    p_replicate = _two_sided(below_rep.mean(axis=(0, 1)))
+    p_replicate = replicate_pvalues(
+        tree["posterior"]["p"].transpose(*_SAMPLE, "study").values, y, n
+    )
     rep = tree["posterior_predictive"]["y"].transpose(*_SAMPLE, "study").values
     below_new, new = _new_study_draws(tree, y, n, rng)
 

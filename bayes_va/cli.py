@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("paper", help="run the paper's analyses and build paper/build/paper.pdf")
     p.add_argument("--clean", action="store_true", help="ignore cached analyses")
     p.set_defaults(func=_cmd_paper)
+
+    from .risk_cli import add_risk_parser
+
+    add_risk_parser(sub)
     return parser
 
 

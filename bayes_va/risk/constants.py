@@ -1,0 +1,37 @@
+"""Defaults, tolerances and random-stream numbers of the risk layer, each defined once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+Outcome = Literal["recompression", "revision", "avf"]
+OUTCOMES: tuple[str, ...] = ("recompression", "revision", "avf")
+
+DEFAULT_DRAWS = 4000
+DEFAULT_SEED = 20231123
+CI_PROB = 0.95
+#: A pseudo-cohort holds enough copies of the cohort for at least this many rows (An 2021:
+#: 8 x 257 = 2,056). Between pseudo-cohort seeds a draw's calibrated intercept then moves by
+#: ~0.003 on the logit scale (at most ~0.02 over 4,000 draws x 6 seeds); calibration costs
+#: ~0.1 s per 1,000 draws.
+PSEUDO_COHORT_MIN_ROWS = 2000
+#: BMD and other continuous covariates outside Table 1's pooled mean +- this many SDs warn.
+EXTRAPOLATION_SDS = 3.0
+#: Newton iterations solve the calibration to this tolerance on the logit scale.
+CALIBRATION_TOL = 1e-12
+_CALIBRATION_MAX_ITER = 100
+#: Patients scored per block in :meth:`RiskModel.summarise` (bounds memory at ~65 MB).
+SUMMARY_CHUNK = 2048
+
+# Random streams (one per kind of draw): SeedSequence([seed, stream]).
+STREAM_COEFFICIENTS = 1
+STREAM_CALIBRATION_TARGET = 2
+STREAM_PSEUDO_COHORT = 3
+STREAM_TRANSPORT = 4
+STREAM_BASELINE = 5
+STREAM_PREDICTIVE = 6
+STREAM_AVF_EFFECTS = 7

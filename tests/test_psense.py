@@ -1,0 +1,139 @@
+"""Prior sensitivity: the log prior group, power-scaling flags, prior predictive checks.
+
+The log prior is checked against PyMC's own log densities (the model is built from the same
+config by distribution name). Power-scaling flags use the published threshold 0.05
+(Kallioinen et al. 2024); assertions on either side of it allow Z_TOL between-chain standard
+errors of the estimate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayes_va
+from bayes_va.config import Prior
+from bayes_va.psense import (
+    SENSITIVITY_THRESHOLD,
+    log_prior,
+    plot_prior_predictive,
+    power_scaling_sensitivity,
+    prior_distribution,
+    prior_predictive_check,
+    prior_predictive_of,
+    with_log_prior,
+)
+
+pytestmark = pytest.mark.sampling
+
+Z_TOL = 4.0
+SMALL = {"sampler.draws": 500, "sampler.tune": 500}
+
+
+@pytest.fixture(scope="module")
+def base():
+    return bayes_va.fit("models/base.toml", overrides=SMALL)
+
+
+@pytest.fixture(scope="module")
+def base_table(base):
+    return power_scaling_sensitivity(base).set_index("quantity")
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [
+        Prior("Normal", {"mu": -1.0, "sigma": 2.0}),
+        Prior("HalfNormal", {"sigma": 0.7}),
+        Prior("HalfCauchy", {"beta": 0.5}),
+        Prior("Exponential", {"lam": 0.01}),
+        Prior("LogNormal", {"mu": 0.2, "sigma": 0.8}),
+        Prior("Gamma", {"alpha": 2.0, "beta": 0.05}),
+    ],
+    ids=lambda p: p.dist,
+)
+def test_prior_log_densities_match_pymc(prior):
+    import pymc as pm
+    import pytensor
+
+    x = np.array([0.3, 1.7, 40.0])
+    dist = getattr(pm, prior.dist).dist(**prior.params)
+    expected = pytensor.function([], pm.logp(dist, x), mode="FAST_COMPILE")()
+    np.testing.assert_allclose(prior_distribution(prior).logpdf(x), expected, rtol=1e-10)
+
+
+def test_log_prior_group_holds_the_top_level_priors_per_draw(base):
+    lp = log_prior(base)
+    assert set(lp.data_vars) == {"mu", "tau"}  # theta's population distribution is not a prior
+    post = base.tree["posterior"]
+    assert lp["mu"].dims == ("chain", "draw") and lp["mu"].shape == post["mu"].shape
+    tau = post["tau"].values
+    np.testing.assert_allclose(lp["tau"].values, np.log(2 / np.sqrt(2 * np.pi)) - tau**2 / 2)
+    tree = with_log_prior(base)
+    assert "log_prior" in tree.children and "log_prior" not in base.tree.children
+
+
+def test_pooled_proportion_is_not_prior_sensitive_under_the_base_priors(base_table):
+    row = base_table.loc["pooled"]
+    assert row["prior"] + Z_TOL * row["prior_mcse"] < SENSITIVITY_THRESHOLD, row
+    assert not row["prior_sensitive"] and row["diagnosis"] == "ok"
+    # the data drive it: its likelihood sensitivity is well above the threshold
+    assert row["likelihood"] - Z_TOL * row["likelihood_mcse"] > SENSITIVITY_THRESHOLD, row
+
+
+def test_table_covers_the_headline_quantities_unrounded(base_table):
+    assert list(base_table.index) == ["pooled", "predictive", "tau", "mu"]
+    values = base_table[["prior", "likelihood"]].to_numpy().ravel()
+    assert np.any(values != np.round(values, 3))
+    assert set(base_table["diagnosis"]) <= {
+        "ok",
+        "potential prior-data conflict",
+        "potential strong prior / weak likelihood",
+    }
+    flagged = base_table["prior"] >= SENSITIVITY_THRESHOLD
+    assert (base_table["prior_sensitive"] == flagged).all()
+
+
+def test_a_tight_prior_on_tau_is_flagged_as_prior_sensitive(base):
+    tight = bayes_va.fit(base.config.replace(**{"priors.tau.sigma": 0.1}))
+    row = power_scaling_sensitivity(tight).set_index("quantity").loc["tau"]
+    assert row["prior"] - Z_TOL * row["prior_mcse"] > SENSITIVITY_THRESHOLD, row
+    assert row["prior_sensitive"] and not row["borderline"]
+    assert row["diagnosis"] == "potential prior-data conflict"
+
+
+def test_conditional_likelihood_power_scaling_is_available_but_marginal_is_default(base):
+    marginal = power_scaling_sensitivity(base, var_names=["tau"])
+    conditional = power_scaling_sensitivity(base, var_names=["tau"], likelihood="conditional")
+    assert marginal.loc[0, "prior"] == conditional.loc[0, "prior"]  # same prior weights
+    assert marginal.loc[0, "likelihood"] != conditional.loc[0, "likelihood"]
+
+
+def test_prior_predictive_of_the_base_priors_holds_the_observed_data(base, tmp_path):
+    pp = prior_predictive_of(base)
+    assert pp.conflicts == ()
+    assert set(pp.quantities["quantity"]) == {"pooled", "mu", "predictive", "tau"}
+    files = plot_prior_predictive(pp, tmp_path / "pp")
+    assert [f.suffix for f in files] == [".png", ".svg"]
+    again = prior_predictive_of(base)
+    assert again.statistics.equals(pp.statistics)  # seeded
+
+
+def test_prior_predictive_flags_a_prior_that_conflicts_with_the_data(base):
+    # mu ~ Normal(4, 0.1): pooled proportion ~ 0.98, against an observed 0.12
+    cfg = base.config.replace(**{"priors.mu.mu": 4.0, "priors.mu.sigma": 0.1})
+    pp = prior_predictive_check(cfg, base.data.y, base.data.n)
+    assert "pooled proportion (sum y / sum n)" in pp.conflicts
+    assert "median study proportion" in pp.conflicts
+
+
+def test_prior_predictive_of_the_beta_binomial_with_a_gamma_prior(base):
+    cfg = base.config.replace(
+        **{
+            "model.family": "beta_binomial",
+            "priors.phi": {"dist": "Gamma", "alpha": 2.0, "beta": 0.02},
+        }
+    )
+    pp = prior_predictive_check(cfg, base.data.y, base.data.n, draws=2000)
+    assert "phi" in set(pp.quantities["quantity"])
+    assert np.isfinite(pp.statistics["p_value"]).all()
