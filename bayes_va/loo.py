@@ -22,6 +22,7 @@ studies and what to do, and every table built from it says so in words.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,17 +201,38 @@ def exact_loso(result: FitResult) -> np.ndarray | None:
     ndarray, shape (k,), or None
         ``log p(y_i | y_-i)`` per study, or None for other models.
     """
-    from .exact import leave_one_out_elpd
-    from .priors import log_density
-
     cfg: Config = result.config
     if cfg.model.family != "logit_normal" or cfg.model.moderators:
         return None
+    return _exact_loso_cached(
+        tuple(int(v) for v in result.data.y),
+        tuple(int(v) for v in result.data.n),
+        cfg.priors.mu.dist,
+        tuple(sorted(cfg.priors.mu.params.items())),
+        cfg.priors.tau.dist,
+        tuple(sorted(cfg.priors.tau.params.items())),
+    ).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _exact_loso_cached(
+    y: tuple[int, ...],
+    n: tuple[int, ...],
+    mu_dist: str,
+    mu_params: tuple[tuple[str, float], ...],
+    tau_dist: str,
+    tau_params: tuple[tuple[str, float], ...],
+) -> np.ndarray:
+    """Exact LOSO is deterministic (0.5-2 s): computed once per data and priors."""
+    from .config import Prior
+    from .exact import leave_one_out_elpd
+    from .priors import log_density
+
     return leave_one_out_elpd(
-        result.data.y,
-        result.data.n,
-        log_prior_mu=log_density(cfg.priors.mu),
-        log_prior_tau=log_density(cfg.priors.tau),
+        np.array(y),
+        np.array(n),
+        log_prior_mu=log_density(Prior(mu_dist, dict(mu_params))),
+        log_prior_tau=log_density(Prior(tau_dist, dict(tau_params))),
     )
 
 

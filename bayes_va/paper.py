@@ -33,7 +33,16 @@ from .results import FitResult
 from .sensitivity import plan, row
 from .sensitivity import plot as plot_sensitivity
 
-ANALYSES_KEYS = {"base", "sensitivity", "leave_one_out", "subgroups", "avf", "avf_horizons_months"}
+ANALYSES_KEYS = {
+    "base",
+    "sensitivity",
+    "leave_one_out",
+    "subgroups",
+    "avf",
+    "avf_horizons_months",
+    "risk",
+}
+RISK_KEYS = {"revision_baseline", "transport", "avf_horizon_months", "threshold"}
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -80,6 +89,7 @@ def load_analyses(path: Path) -> dict[str, Any]:
     with path.open("rb") as fh:
         spec = tomllib.load(fh)
     unknown = set(spec) - ANALYSES_KEYS
+    unknown |= {f"risk.{k}" for k in set(spec.get("risk", {})) - RISK_KEYS}
     if unknown:
         raise ValueError(
             f"{path}: unknown key(s) {sorted(unknown)}; allowed {sorted(ANALYSES_KEYS)}"
@@ -259,6 +269,81 @@ def _avf_section(results: list[FitResult], horizons: list[float]) -> list[dict[s
     return out
 
 
+def _risk_section(
+    spec: dict[str, Any], base: FitResult, avf: FitResult | None, figures: Path
+) -> dict[str, Any]:
+    """Example-profile risks for recompression, revision and AVF, the within-study AVF
+    contrasts and what a repeat procedure achieves (Gaughen 2002)."""
+    import warnings
+
+    from .outcomes import avf_contrasts, contrast_table, gaughen_table
+    from .risk import (
+        EXAMPLE_PROFILES,
+        TransportPrior,
+        avf_model,
+        recompression_model,
+        revision_model,
+        write_figures,
+    )
+
+    threshold = float(spec.get("threshold", 0.1))
+    models = {
+        "recompression": recompression_model(),
+        "revision": revision_model(
+            base,
+            baseline=spec.get("revision_baseline", "pooled"),
+            transport=TransportPrior.parse(spec.get("transport", "beta:2,2")),
+        ),
+    }
+    if avf is not None and avf.config.model.moderators:
+        models["avf"] = avf_model(avf, horizon_months=float(spec.get("avf_horizon_months", 12)))
+    profiles = [{"id": k, **v} for k, v in EXAMPLE_PROFILES.items()]
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # example profiles lie inside the cohort's range
+        for outcome, m in models.items():
+            for r in m.summarise(profiles, threshold=threshold).to_dict(orient="records"):
+                s = {"median": r["median"], "lower": r["lower"], "upper": r["upper"]}
+                rows.append(
+                    {
+                        "outcome": outcome,
+                        "profile": r["id"],
+                        **s,
+                        "p_above": r["p_above_threshold"],
+                        "per_1000": r["per_1000"],
+                        "fmt": interval(s),
+                        "p_above_fmt": f"{r['p_above_threshold']:.2f}",
+                        "per_1000_fmt": f"{r['per_1000']:.0f}",
+                    }
+                )
+        write_figures(figures / "risk", models, EXAMPLE_PROFILES, threshold=threshold)
+    contrasts = []
+    for c in contrast_table(avf_contrasts()).to_dict(orient="records"):
+        c = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in c.items()}
+        c["fmt"] = f"{c['or_median']:.2f} ({c['or_lower']:.2f}–{c['or_upper']:.2g})"
+        c["counts_fmt"] = f"{c['events1']}/{c['n1']} vs {c['events0']}/{c['n0']}"
+        contrasts.append(c)
+    gaughen = []
+    for g in gaughen_table().to_dict(orient="records"):
+        g["fmt"] = interval(g)
+        g["mean_fmt"] = f"{g['mean']:.2f}"
+        gaughen.append(g)
+    profile_text = {
+        k: ", ".join(f"{c} {v}" for c, v in p.items()) for k, p in EXAMPLE_PROFILES.items()
+    }
+    return {
+        "threshold_fmt": f"{threshold:g}",
+        "transport": spec.get("transport", "beta:2,2"),
+        "revision_baseline": spec.get("revision_baseline", "pooled"),
+        "avf_horizon_fmt": f"{float(spec.get('avf_horizon_months', 12)):g}",
+        "profiles": [{"id": k, "text": t} for k, t in profile_text.items()],
+        "rows": rows,
+        "outcomes": list(models),
+        "contrasts": contrasts,
+        "gaughen": gaughen,
+    }
+
+
 def build_paper(
     clean: bool = False, root: str | Path | None = None, compile_pdf: bool = True
 ) -> int:
@@ -326,6 +411,10 @@ def build_paper(
         )
     if avf_results and avf_results[0].config.model.moderators:
         followup_curve(avf_results[0], figures / "avf_followup.svg", outcome="AVF risk")
+
+    risk = _risk_section(
+        spec.get("risk", {}), base, avf_results[0] if avf_results else None, figures
+    )
 
     # ---- results.json
     sens_json = []
@@ -401,6 +490,7 @@ def build_paper(
             _fit_section(r) | {"description": r.config.description} for r in sub_results.values()
         ],
         "avf": _avf_section(avf_results, horizons),
+        "risk": risk,
         "diagnostics": [_diagnostics_row(k, v) for k, v in all_fits.items()],
         "reproducibility": {
             "versions": package_versions(),

@@ -143,3 +143,19 @@ def test_psis_warning_from_arviz_is_replaced_by_one_that_names_studies(base):
 def test_pareto_k_counts_bins_at_the_threshold_and_at_one():
     k = np.array([0.1, 0.7, 0.71, 1.0, 1.2, -0.3])
     assert pareto_k_counts(k, 0.7) == {"good": 3, "bad": 2, "very_bad": 1}
+
+
+@pytest.mark.slow
+def test_psis_monte_carlo_se_is_calibrated_across_seeds():
+    """If the MCSE is right, z = (PSIS - exact) / MCSE of the total elpd is ~ N(0, 1) across
+    independent runs, so the sum of z^2 over 10 seeds is ~ chi^2(10); both tails are tested at
+    0.1 % (a too-small MCSE would make the agreement tests above too strict, a too-large one
+    too lax)."""
+    from scipy import stats
+
+    z = []
+    for seed in range(1, 11):
+        loo = marginal_loo(bayes_va.fit("models/base.toml", overrides={"sampler.seed": seed}))
+        z.append((loo.elpd - loo.exact_elpd) / loo.mcse)
+    total = float(np.sum(np.square(z)))
+    assert stats.chi2.ppf(0.001, 10) < total < stats.chi2.ppf(0.999, 10), np.round(z, 2)

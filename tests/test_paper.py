@@ -28,6 +28,10 @@ ALLOWED = [
     r"\"Normal\"\(0, 1\)",  # definition of z, not a result
     r"numbering: \"1\.?\"",
     r"SHA-256",
+    r"\$lambda = [01]\$",                     # definitions of the transport factor's ends
+    r"[Pp]er 1,000",                          # the unit of expected events
+    r"OR > 1",                                # a definition (harm), not a result
+    r"digits: \d",                           # display precision
     r"\b[A-Za-z_][A-Za-z_]*\d\w*",  # identifiers such as f.mcmc_tau_3, a4
     r"size: \d+pt",
 ]

@@ -1,0 +1,144 @@
+"""The per-fit report: files, verdict in words, and a sampler run with divergences."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import bayes_va
+from bayes_va.diagnostics import compute_diagnostics
+from bayes_va.loo import marginal_loo
+from bayes_va.report import markdown_table, trust_verdict
+from bayes_va.report_cli import add_report_parsers
+
+pytestmark = pytest.mark.sampling
+
+SMALL = {"sampler.draws": 500, "sampler.tune": 500}
+FIGURES = ("trace", "rank", "energy", "pareto_k", "ppc", "prior_predictive")
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bayes-va")
+    add_report_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A good fit, saved, then ``bayes-va report`` on it (default formats: PNG and SVG)."""
+    out = tmp_path_factory.mktemp("results") / "base"
+    bayes_va.fit("models/base.toml", overrides=SMALL, out_dir=out)
+    return out, _cli(["report", str(out)])
+
+
+@pytest.fixture(scope="module")
+def base_dir(base_run):
+    return base_run[0]
+
+
+@pytest.fixture(scope="module")
+def divergent_run(tmp_path_factory):
+    """target_accept = 0.1 forces huge steps: with this seed, 100+ divergent transitions."""
+    out = tmp_path_factory.mktemp("results") / "divergent"
+    result = bayes_va.fit(
+        "models/base.toml", overrides={**SMALL, "sampler.target_accept": 0.1}, out_dir=out
+    )
+    return result, out, _cli(["report", str(out), "--formats", "png"])
+
+
+def test_report_writes_markdown_json_and_every_figure_in_png_and_svg(base_dir):
+    md = (base_dir / "report.md").read_text()
+    for name in FIGURES:
+        for fmt in ("png", "svg"):
+            assert (base_dir / "figures" / f"{name}.{fmt}").stat().st_size > 1000, (name, fmt)
+        assert f"figures/{name}.png" in md
+    for heading in (
+        "## Can this run be trusted?",
+        "## Convergence",
+        "## Posterior predictive checks",
+        "## Leave-one-study-out cross-validation",
+        "## Prior sensitivity",
+        "### Prior predictive check",
+    ):
+        assert heading in md
+
+
+def test_a_good_run_is_called_trustworthy_in_plain_words(base_dir):
+    md = (base_dir / "report.md").read_text()
+    assert "**Yes.** The sampler's output can be trusted" in md
+    record = json.loads((base_dir / "report.json").read_text())
+    assert record["trustworthy"] is True
+    assert record["loo"]["reliable"] is True
+    assert record["loo_conditional"]["reliable"] is False  # stated, for contrast
+    assert "conditional" in md and "It is not used." in md
+
+
+def test_report_json_keeps_unrounded_numbers(base_dir):
+    result = bayes_va.load_result(base_dir)
+    record = json.loads((base_dir / "report.json").read_text())
+    assert record["loo"]["elpd"] == marginal_loo(result).elpd
+    conv = {row["parameter"]: row for row in record["convergence"]}
+    assert conv["tau"]["r_hat"] == float(result.summary().loc["tau", "r_hat"])
+
+
+def test_a_run_with_divergences_is_reported_as_not_trustworthy(divergent_run):
+    divergent, out, exit_code = divergent_run
+    assert divergent.diagnostics["divergences"] > 0
+    trusted, reasons = trust_verdict(divergent)
+    assert not trusted
+    assert any("divergent transitions" in r for r in reasons)
+    assert exit_code == 1
+    md = (out / "report.md").read_text()
+    assert "**No. Do not use these estimates.**" in md
+    assert "divergent transitions mean the sampler missed part of the posterior" in md
+    assert json.loads((out / "report.json").read_text())["trustworthy"] is False
+    assert not (out / "figures" / "trace.svg").exists()  # only the formats asked for
+
+
+def test_divergences_alone_make_a_run_untrustworthy(base_dir):
+    """The same draws with a few transitions marked divergent: R-hat and ESS are unchanged,
+    the verdict is not."""
+    result = bayes_va.load_result(base_dir)
+    tree = result.tree.copy()
+    stats = tree["sample_stats"].to_dataset()
+    diverging = np.zeros(stats["diverging"].shape, dtype=bool)
+    diverging[0, :3] = True
+    stats["diverging"] = stats["diverging"].copy(data=diverging)
+    tree["sample_stats"] = stats
+    diag = compute_diagnostics(tree, result.config.diagnostics)
+    assert diag["divergences"] == 3
+    assert diag["max_rhat"] == result.diagnostics["max_rhat"]
+    trusted, reasons = trust_verdict(dataclasses.replace(result, tree=tree, diagnostics=diag))
+    assert not trusted and "3 divergent transitions" in reasons[0]
+
+
+def test_report_command_exits_0_for_a_good_run_and_2_without_a_results_folder(
+    base_run, tmp_path, capsys
+):
+    assert base_run[1] == 0
+    assert _cli(["report", str(tmp_path / "nothing")]) == 2
+    assert "not a results folder" in capsys.readouterr().err
+
+
+def test_figures_use_the_agg_backend(base_dir):
+    import matplotlib
+
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_markdown_table_formats_booleans_integers_and_floats():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"a": ["x"], "ok": [True], "n": [12130.0], "v": [0.0123456], "m": [np.nan]}
+    )
+    assert markdown_table(frame).splitlines() == [
+        "| a | ok | n | v | m |",
+        "|---|---|---|---|---|",
+        "| x | yes | 12130 | 0.01235 |  |",
+    ]
