@@ -117,7 +117,7 @@ class SamplerConfig:
 
     backend: Literal["nutpie", "pymc", "numpyro"] = "nutpie"
     chains: int = 4
-    tune: int = 1000
+    tune: int = 500  # nutpie adapts in a few hundred steps here; ESS(τ) is unchanged vs 1000
     draws: int = 1000
     seed: int = 20231123
     target_accept: float = 0.8

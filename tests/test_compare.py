@@ -146,7 +146,7 @@ def test_compare_command_writes_the_table_and_exits_1_when_unreliable(fits, tmp_
 
 
 @pytest.mark.slow
-def test_logit_normal_beta_binomial_and_subgroup_models_compare_reliably_after_refits(fits):
+def test_logit_normal_beta_binomial_and_subgroup_models_compare_reliably_after_refits():
     """The subgroup model (4 hyperparameters, groups of 4-5 studies) often has a study with
     k > 0.7 (Lin 2016, 8.5 % among VP studies of 1-2 %); refitting without it gives the exact
     value. Afterwards every model's LOO is reliable and the table says so."""
