@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml .python-version
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(VPY) -m pytest -q -m "not slow" -n 2
+	$(VPY) -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(VPY) -m pytest -q -m slow

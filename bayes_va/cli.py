@@ -89,7 +89,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.results_root) / cfg.name
     result = fit(cfg, out_dir=out)
     print(result.text())
-    print(f"  results in {out}/")
+    if not args.no_report:
+        from .report import write_report
+
+        write_report(result, out)
+    print(f"  results in {out}/" + ("" if args.no_report else " (report.md with figures)"))
     if not result.ok:
         print("FAILED diagnostics: " + "; ".join(result.diagnostics["failures"]), file=sys.stderr)
         return EXIT_DIAGNOSTICS
@@ -152,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--out", help="results folder (default: RESULTS_ROOT/<config name>)")
     f.add_argument("--results-root", default="results")
+    f.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip report.md and its figures (saves a few seconds)",
+    )
     f.set_defaults(func=_cmd_fit)
 
     s = sub.add_parser("sensitivity", help="fit scenario configs and tabulate them")
@@ -172,8 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", action="store_true", help="ignore cached analyses")
     p.set_defaults(func=_cmd_paper)
 
+    from .report_cli import add_report_parsers
     from .risk_cli import add_risk_parser
 
+    add_report_parsers(sub)
     add_risk_parser(sub)
     return parser
 

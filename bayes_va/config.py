@@ -123,7 +123,7 @@ class SamplerConfig:
     target_accept: float = 0.8
 
     def __post_init__(self) -> None:
-        for name, low in (("chains", 1), ("draws", 1), ("tune", 0)):
+        for name, low in (("chains", 1), ("draws", 1), ("tune", 1)):  # nutpie needs tune >= 1
             if getattr(self, name) < low:
                 raise ConfigError(f"'sampler.{name}' must be >= {low}, got {getattr(self, name)}")
         if not 0.0 < self.target_accept < 1.0:

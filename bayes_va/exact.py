@@ -950,8 +950,10 @@ def leave_one_out_elpd(
 #   phi ~ log_prior_phi (default Exponential(lam=0.01), as in bayes_va.config)
 #
 # There is no random effect to integrate out: p_i ~ Beta(p phi, (1 - p) phi) integrates in
-# closed form, so level 1 above is replaced by ``betaln``. The grid placement, trapezoid rule
-# and spline CDFs are those of the logit-normal model (``_grid_posterior``).
+# closed form, so level 1 above is replaced by log-beta-function ratios (differenced through
+# Stirling's series, exact as phi -> inf). The grid placement, trapezoid rule and spline CDFs
+# are those of the logit-normal model (``_grid_posterior``); the predictive CDF is a mixture
+# of Beta CDFs (``ExactBetaBinomialPosterior.predictive_cdf``).
 
 __all__ += [  # extended here so that the beta-binomial block stays self-contained
     "ExactBetaBinomialPosterior",
@@ -1152,7 +1154,7 @@ def posterior_grid_beta_binomial(
     --------
     >>> post = posterior_grid_beta_binomial([14, 142, 62], [843, 1395, 1932])
     >>> round(post.quantile("pooled", 0.5), 3)
-    0.043
+    0.052
     """
     y_arr, n_arr = (np.zeros(0), np.zeros(0)) if np.size(y) == 0 else _study_arrays(y, n)
     log_joint = _log_joint_beta_binomial(

@@ -252,8 +252,9 @@ def _psis_mcse(
     n_draws = log_lik.sizes["chain"] * log_lik.sizes["draw"]
     lw = log_weights.transpose("study", *sample).values
     lw = lw - _logsumexp2(lw, axis=(1, 2))[:, None, None]
-    ratio = np.exp(log_lik.transpose("study", *sample).values - elpd_i[:, None, None])
-    h = xr.DataArray(n_draws * np.exp(lw) * (ratio - 1.0), dims=("study", *sample))
+    with np.errstate(over="ignore", invalid="ignore"):  # inf only where k is hopeless anyway
+        ratio = np.exp(log_lik.transpose("study", *sample).values - elpd_i[:, None, None])
+        h = xr.DataArray(n_draws * np.exp(lw) * (ratio - 1.0), dims=("study", *sample))
     h_total = h.sum("study")
 
     def mcse(x: xr.DataArray) -> np.ndarray:

@@ -30,6 +30,8 @@ def frozen(prior: Prior) -> stats.rv_continuous:
             return stats.expon(scale=1.0 / p["lam"])
         case "LogNormal":
             return stats.lognorm(s=p["sigma"], scale=np.exp(p["mu"]))
+        case "Gamma":  # PyMC's Gamma(alpha, beta) has rate beta
+            return stats.gamma(a=p["alpha"], scale=1.0 / p["beta"])
     raise ValueError(f"no scipy equivalent for prior {prior}")
 
 

@@ -99,7 +99,8 @@ def log_prior(result: FitResult) -> xr.Dataset:
     Returns
     -------
     xarray.Dataset
-        Dims ``chain``, ``draw`` (and ``coef`` for β), natural (unconstrained-free) scale.
+        Dims ``chain``, ``draw`` (and ``coef`` for β); densities on the parameters' natural
+        scale (no Jacobian: power-scaling perturbs the prior as a density of the parameters).
     """
     post = result.tree["posterior"]
     out = {}

@@ -26,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from . import atomic
-from .config import Config, from_dict
+from .config import Config, find_root, from_dict
 from .dataset import StudyData
 from .moderators import Design
 
@@ -143,6 +143,8 @@ class FitResult:
             tree.to_netcdf(stage / "posterior.nc", engine="h5netcdf")
             self.summary().to_csv(stage / "summary.csv", float_format="%.10g")
             self.studies().to_csv(stage / "studies.csv", index=False, float_format="%.10g")
+            # the rows the model saw, with their moderators, so a loaded result is complete
+            self.data.table.to_csv(stage / "data.csv", index=False)
             atomic.write_json(stage / "estimates.json", self.estimates)
             atomic.write_json(stage / "diagnostics.json", self.diagnostics)
             atomic.write_json(stage / "provenance.json", self.provenance)
@@ -167,16 +169,17 @@ def load_result(path: str | Path) -> FitResult:
     prov = json.loads((path / "provenance.json").read_text())
     est = json.loads((path / "estimates.json").read_text())
     diag = json.loads((path / "diagnostics.json").read_text())
-    cfg = from_dict(prov["config"], source=str(path / "provenance.json"))
+    # relative paths in the config (data.dir) resolve against the project holding the results
+    cfg = from_dict(
+        prov["config"], source=str(path / "provenance.json"), root=find_root(path.resolve())
+    )
     obs = tree["observed_data"]
     study = tuple(str(s) for s in obs["study"].values)
     y = np.asarray(obs["y"].values, dtype=np.int64)
     n = np.asarray(obs["n"].values, dtype=np.int64)
-    data = StudyData(
-        study,
-        y,
-        n,
-        pd.DataFrame({"study_id": study, "events": y, "n": n}),
-        tuple(prov["data_steps"]),
-    )
+    if (path / "data.csv").exists():
+        table = pd.read_csv(path / "data.csv", keep_default_na=False, na_values=[""])
+    else:
+        table = pd.DataFrame({"study_id": study, "events": y, "n": n})
+    data = StudyData(study, y, n, table, tuple(prov["data_steps"]))
     return FitResult(cfg, data, tree, est, diag, prov)

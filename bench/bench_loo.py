@@ -130,7 +130,7 @@ def main() -> None:
     fits = {
         "logit_normal": base,
         "beta_binomial": bayes_va.fit("models/sensitivity/beta_binomial.toml"),
-        "subgroup_procedure": bayes_va.fit("models/sensitivity/subgroup_procedure.toml"),
+        "subgroup_procedure": bayes_va.fit("models/subgroups/procedure.toml"),
     }
     near_pooled = bayes_va.fit(
         "models/base.toml", overrides={"priors.tau.sigma": 0.001, "name": "tau_near_0"}

@@ -58,7 +58,7 @@ def test_base_toml_loads_with_the_documented_defaults(base):
     assert base.priors.mu == Prior("Normal", {"mu": 0.0, "sigma": 2.5})
     assert base.priors.tau == Prior("HalfNormal", {"sigma": 1.0})
     assert base.sampler == SamplerConfig(
-        backend="nutpie", chains=4, tune=1000, draws=1000, seed=20231123, target_accept=0.8
+        backend="nutpie", chains=4, tune=500, draws=1000, seed=20231123, target_accept=0.8
     )
     assert base.diagnostics == DiagnosticsConfig(
         max_rhat=1.01, min_ess_bulk=400.0, min_ess_tail=400.0, max_divergences=0, min_bfmi=0.3
@@ -237,7 +237,7 @@ def test_extends_chains_resolve_each_parent_relative_to_its_own_file(tmp_path):
     )
     cfg = load_config(grand)
     assert (cfg.sampler.seed, cfg.sampler.draws, cfg.data.split_arms) == (1, 5, True)
-    assert cfg.sampler.tune == 1000 and cfg.name == "grand"
+    assert cfg.sampler.tune == 500 and cfg.name == "grand"
 
 
 def test_a_cycle_in_extends_raises_a_config_error(tmp_path):

@@ -1,0 +1,723 @@
+"""Simulation-based calibration (SBC) of a model config (Talts et al. 2018; Säilynoja et al. 2022).
+
+Each replication draws the parameters from the prior, simulates counts with the study sizes of
+the config's data (or ``k`` sizes drawn from them), fits the config to the simulated counts with
+:func:`bayes_va.fitting.fit` and records, for each checked quantity, the rank of the true value
+among ``thin`` evenly spaced posterior draws, whether the central 50/80/95 % intervals cover it,
+and the fit's diagnostics. If the sampler and the model are right, the ranks are uniform on
+``0 .. thin`` (every quantity, every configuration).
+
+Checked quantities (logit-normal family; ``phi`` replaces ``tau`` for the beta-binomial):
+
+* ``mu`` and ``tau``: the hyperparameters;
+* ``pooled = expit(mu)`` (same rank as ``mu``: a monotone transform; kept as the headline);
+* ``predictive``: a *new* study's proportion, drawn with the truth, against the posterior
+  ``predictive`` draws;
+* ``p_1``: the first study's proportion, against its posterior (shrunken) proportion.
+
+Verdicts use the ECDF of the ranks and its simultaneous 95 % band (Säilynoja, Bürkner & Vehtari
+2022, the simulation method): a quantity whose rank ECDF leaves the band (test p < 0.05) is
+miscalibrated, and the shape says how (bias, too narrow, too wide). Fits that fail their
+diagnostics are kept in every statistic and counted; tasks that raised are counted.
+
+The replications run through :mod:`bayes_va.executor` (dask), one record per replication on
+disk, so a run can be interrupted and resumed, and its results do not depend on the workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from . import atomic
+from .config import Config, PriorsConfig, load_config
+from .dataset import build_dataset, from_counts
+from .errors import ConfigError
+from .executor import ClusterSpec, RunReport, TaskStore, run_tasks
+from .priors import frozen
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "COVERAGE_LEVELS",
+    "SBCResult",
+    "SBCSpec",
+    "SBCSummary",
+    "ecdf_test",
+    "replicate",
+    "run_sbc",
+    "simulate",
+    "summarise",
+]
+
+#: Central interval probabilities whose coverage is tabulated.
+COVERAGE_LEVELS = (0.5, 0.8, 0.95)
+#: Ranks are taken among this many thinned draws by default (ranks 0..99: 100 values, which
+#: split into 20 histogram bins of 5).
+DEFAULT_THIN = 99
+#: Level of the simultaneous ECDF band; a quantity whose ECDF leaves it is miscalibrated.
+BAND_PROB = 0.95
+#: Uniform rank samples simulated to place the band and compute the test's p-value.
+N_BAND_SIMULATIONS = 4000
+#: Pointwise band of the rank histogram (binomial, per bin), as in Talts et al.'s figures.
+HIST_BAND_PROB = 0.99
+#: |z| above which a mean or spread deviation of the ranks is named in a verdict.
+SHAPE_Z = 2.0
+
+
+# --------------------------------------------------------------------------- one replication
+
+
+@dataclass(frozen=True)
+class SBCSpec:
+    """What one replication does (picklable: it travels to the workers).
+
+    Attributes
+    ----------
+    config : Config
+        The model fitted to each simulated dataset (its sampler settings included).
+    sizes : tuple of int
+        Study sizes of the config's data.
+    k : int or None
+        Studies per simulated dataset: None uses ``sizes`` as they are; an integer draws that
+        many sizes from ``sizes`` with replacement (a new draw per replication).
+    thin : int
+        Posterior draws the ranks are taken among (ranks run 0..thin).
+    simulate_priors : PriorsConfig or None
+        Priors the truth is drawn from; None means the fitted config's own (a correct SBC).
+        A different one makes a deliberately wrong SBC (e.g. to see that SBC detects it).
+    """
+
+    config: Config
+    sizes: tuple[int, ...]
+    k: int | None = None
+    thin: int = DEFAULT_THIN
+    simulate_priors: PriorsConfig | None = None
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        if cfg.model.moderators:
+            raise ConfigError("SBC supports intercept-only models (model.moderators = [])")
+        if self.k is not None and self.k < 1:
+            raise ConfigError(f"--k must be >= 1, got {self.k}")
+        total = cfg.sampler.chains * cfg.sampler.draws
+        if not 1 <= self.thin <= total:
+            raise ConfigError(
+                f"SBC ranks need thin ({self.thin}) between 1 and chains x draws ({total})"
+            )
+
+    @property
+    def priors(self) -> PriorsConfig:
+        """The priors the truth is drawn from."""
+        return self.simulate_priors or self.config.priors
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """The checked quantities, in table order."""
+        spread = "tau" if self.config.model.family == "logit_normal" else "phi"
+        return ("mu", spread, "pooled", "predictive", "p_1")
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run must share with the run it completes."""
+        return {
+            "kind": "sbc",
+            "config_hash": self.config.hash(),
+            "config": self.config.to_dict(),
+            "sizes": list(self.sizes),
+            "k": self.k,
+            "thin": self.thin,
+            "simulate_priors": None
+            if self.simulate_priors is None
+            else Config("x", priors=self.simulate_priors).to_dict()["priors"],
+        }
+
+
+def simulate(
+    spec: SBCSpec, rng: np.random.Generator
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Draw the truth from the prior and counts given it.
+
+    Returns
+    -------
+    truth : dict
+        True values of :attr:`SBCSpec.quantities`.
+    y, n : numpy.ndarray
+        Simulated events and study sizes.
+    """
+    priors = spec.priors
+    sizes = np.asarray(spec.sizes, dtype=np.int64)
+    n = sizes if spec.k is None else rng.choice(sizes, size=spec.k, replace=True)
+    mu = float(frozen(priors.mu).rvs(random_state=rng))
+    if spec.config.model.family == "logit_normal":
+        tau = float(frozen(priors.tau).rvs(random_state=rng))
+        theta = rng.normal(mu, tau, size=n.size)
+        p = special.expit(theta)
+        predictive = float(special.expit(mu + tau * rng.standard_normal()))
+        truth = {"mu": mu, "tau": tau}
+    else:
+        phi = float(frozen(priors.phi).rvs(random_state=rng))
+        m = special.expit(mu)
+        p = rng.beta(m * phi, (1.0 - m) * phi, size=n.size)
+        predictive = float(rng.beta(m * phi, (1.0 - m) * phi))
+        truth = {"mu": mu, "phi": phi}
+    y = rng.binomial(n, p)
+    truth.update(pooled=float(special.expit(mu)), predictive=predictive, p_1=float(p[0]))
+    return truth, y, n
+
+
+def _fit_seed(seed: int) -> int:
+    """The sampler seed of a replication (32 bits: every backend accepts it)."""
+    return int(np.random.SeedSequence([seed, 1]).generate_state(1, dtype=np.uint32)[0])
+
+
+def _draws(tree: Any, name: str) -> np.ndarray:
+    """Posterior draws of a checked quantity, chain-major and flat."""
+    post = tree["posterior"]
+    if name == "p_1":
+        return post["p"].isel(study=0).values.ravel()
+    return post[name].values.ravel()
+
+
+def replicate(spec: SBCSpec, index: int, seed: int) -> dict[str, Any]:
+    """One SBC replication: simulate, fit, rank (module-level: a dask task).
+
+    Parameters
+    ----------
+    spec : SBCSpec
+        What to simulate and fit.
+    index : int
+        Replication number (recorded; the randomness comes from ``seed`` alone).
+    seed : int
+        The replication's seed: it fixes the truth, the data and the sampler.
+
+    Returns
+    -------
+    dict
+        ``truth``, ``rank`` (per quantity, 0..thin), ``covered`` (per quantity and level),
+        ``diagnostics`` and ``timings`` of the fit, ``k`` and ``data_hash``.
+    """
+    from .fitting import fit
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    truth, y, n = simulate(spec, rng)
+    data = from_counts(y, n)
+    cfg = spec.config.replace(**{"sampler.seed": _fit_seed(seed)})
+    result = fit(cfg, data=data)
+    ranks, covered = {}, {}
+    for name in spec.quantities:
+        draws = _draws(result.tree, name)
+        pick = np.linspace(0, draws.size - 1, spec.thin).round().astype(int)
+        ranks[name] = int(np.sum(draws[pick] < truth[name]))
+        qs = np.quantile(draws, [q for c in COVERAGE_LEVELS for q in ((1 - c) / 2, (1 + c) / 2)])
+        covered[name] = {
+            f"{c:g}": bool(qs[2 * j] <= truth[name] <= qs[2 * j + 1])
+            for j, c in enumerate(COVERAGE_LEVELS)
+        }
+    d = result.diagnostics
+    return {
+        "truth": truth,
+        "rank": ranks,
+        "covered": covered,
+        "k": data.k,
+        "data_hash": data.hash(),
+        "fit_seed": cfg.sampler.seed,
+        "diagnostics": {
+            key: d[key]
+            for key in (
+                "ok",
+                "max_rhat",
+                "min_ess_bulk",
+                "min_ess_tail",
+                "divergences",
+                "min_bfmi",
+                "failures",
+            )
+        },
+        "timings": d["timings"],
+    }
+
+
+# --------------------------------------------------------------------------- ECDF band and test
+
+
+@dataclass(frozen=True)
+class ECDFTest:
+    """The rank ECDF of one quantity against uniformity, with its simultaneous band.
+
+    Attributes
+    ----------
+    z : numpy.ndarray
+        Evaluation points ``j / (thin + 1)``, ``j = 1..thin`` (where the uniform CDF of the
+        fractional rank is exactly ``z``).
+    diff : numpy.ndarray
+        ECDF minus ``z``.
+    lower, upper : numpy.ndarray
+        The simultaneous band for ``diff`` at level :data:`BAND_PROB`.
+    p_value : float
+        Monte-Carlo p-value of the band test (small: the ECDF leaves the band).
+    """
+
+    z: np.ndarray
+    diff: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    p_value: float
+
+
+def _min_tail_prob(counts_below: np.ndarray, n: int, z: np.ndarray) -> np.ndarray:
+    """Smallest two-sided binomial tail probability over the evaluation points (last axis)."""
+    lower = special.bdtr(counts_below, n, z)
+    upper = 1.0 - special.bdtr(counts_below - 1, n, z)
+    upper = np.where(counts_below <= 0, 1.0, upper)
+    return np.minimum(1.0, 2.0 * np.minimum(lower, upper)).min(axis=-1)
+
+
+def ecdf_test(
+    ranks: np.ndarray,
+    thin: int,
+    prob: float = BAND_PROB,
+    n_simulations: int = N_BAND_SIMULATIONS,
+    seed: int = 0,
+) -> ECDFTest:
+    """ECDF of ranks on ``0..thin`` against the discrete uniform, with a simultaneous band.
+
+    The band is the simulation method of Säilynoja, Bürkner & Vehtari (2022, Stat. Comput.
+    32:32): for uniform rank samples of the same size, take the smallest two-sided pointwise
+    binomial tail probability over the evaluation points; the band is the pointwise binomial
+    band whose level is that statistic's ``1 - prob`` quantile. The same statistic of the
+    observed ranks gives the test's p-value. Ranks are discrete, so the ECDF is evaluated at
+    ``j / (thin + 1)``, where the uniform CDF of ``(rank + 1) / (thin + 1)`` is exact.
+
+    Parameters
+    ----------
+    ranks : array_like of int
+        Ranks in ``0..thin``.
+    thin : int
+        Largest possible rank.
+    prob : float
+        Band level.
+    n_simulations : int
+        Uniform samples simulated.
+    seed : int
+        Seed of the simulation (the band is reproducible).
+
+    Returns
+    -------
+    ECDFTest
+    """
+    r = np.asarray(ranks, dtype=np.int64)
+    n = r.size
+    j = np.arange(1, thin + 1)
+    z = j / (thin + 1.0)
+    if n == 0:
+        nan = np.full(thin, np.nan)
+        return ECDFTest(z, nan, nan, nan, float("nan"))
+    counts = np.cumsum(np.bincount(r, minlength=thin + 1))[:-1]  # #(rank < j), j = 1..thin
+    rng = np.random.default_rng(seed)
+    sims = rng.integers(0, thin + 1, size=(n_simulations, n))
+    offsets = (np.arange(n_simulations) * (thin + 1))[:, None]
+    sim_counts = np.bincount((sims + offsets).ravel(), minlength=n_simulations * (thin + 1))
+    sim_counts = np.cumsum(sim_counts.reshape(n_simulations, thin + 1), axis=1)[:, :-1]
+    t_sim = _min_tail_prob(sim_counts, n, z)
+    t_obs = float(_min_tail_prob(counts, n, z))
+    p_value = (1.0 + np.sum(t_sim <= t_obs)) / (n_simulations + 1.0)
+    gamma = float(np.quantile(t_sim, 1.0 - prob))
+    lo = stats.binom.ppf(gamma / 2.0, n, z) / n
+    hi = stats.binom.ppf(1.0 - gamma / 2.0, n, z) / n
+    return ECDFTest(z, counts / n - z, lo - z, hi - z, float(p_value))
+
+
+def _shape(ranks: np.ndarray, thin: int) -> tuple[float, float]:
+    """z-scores of the ranks' mean (bias) and variance (spread) against the uniform."""
+    u = (np.asarray(ranks) + 0.5) / (thin + 1.0)
+    n = u.size
+    z_mean = (u.mean() - 0.5) / np.sqrt(1.0 / 12.0 / n)
+    z_var = (u.var() - 1.0 / 12.0) / np.sqrt(1.0 / 180.0 / n)
+    return float(z_mean), float(z_var)
+
+
+def _verdict(p_value: float, z_mean: float, z_var: float, alpha: float) -> str:
+    if not np.isfinite(p_value):
+        return "no replications"
+    if p_value >= alpha:
+        return "calibrated (ranks consistent with uniform)"
+    why = []
+    if z_mean > SHAPE_Z:
+        why.append("truth tends above the posterior: posterior biased low")
+    elif z_mean < -SHAPE_Z:
+        why.append("truth tends below the posterior: posterior biased high")
+    if z_var > SHAPE_Z:
+        why.append("U-shaped ranks: posterior too narrow (overconfident)")
+    elif z_var < -SHAPE_Z:
+        why.append("hump-shaped ranks: posterior too wide (underconfident)")
+    return "MISCALIBRATED" + (": " + "; ".join(why) if why else "")
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+@dataclass(frozen=True)
+class SBCSummary:
+    """Everything an SBC run found.
+
+    Attributes
+    ----------
+    ranks : pandas.DataFrame
+        One row per replication that ran (failed diagnostics included): index, seed,
+        ``diagnostics_ok``, ``rank_<quantity>``, ``truth_<quantity>``.
+    coverage : pandas.DataFrame
+        Per quantity and level: replications, covered share, its 95 % Clopper–Pearson interval
+        and whether the nominal level lies inside it.
+    verdicts : pandas.DataFrame
+        Per quantity: ECDF test p-value (all replications, and those passing diagnostics), rank
+        mean/variance z-scores and the verdict.
+    errors : pandas.DataFrame
+        Replications whose task raised: index, seed, error.
+    tests : dict
+        :class:`ECDFTest` per quantity (all replications), for the figure.
+    thin : int
+        Ranks run 0..thin.
+    """
+
+    ranks: pd.DataFrame
+    coverage: pd.DataFrame
+    verdicts: pd.DataFrame
+    errors: pd.DataFrame
+    tests: dict[str, ECDFTest] = field(repr=False)
+    thin: int = DEFAULT_THIN
+
+    @property
+    def n_failed_diagnostics(self) -> int:
+        """Replications whose fit failed its diagnostics (kept in every statistic)."""
+        return int((~self.ranks["diagnostics_ok"]).sum()) if len(self.ranks) else 0
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether every quantity's verdict is 'calibrated'."""
+        return bool(self.verdicts["verdict"].str.startswith("calibrated").all())
+
+
+def summarise(
+    records: list[dict[str, Any]],
+    quantities: tuple[str, ...],
+    thin: int,
+    alpha: float = 1.0 - BAND_PROB,
+) -> SBCSummary:
+    """Ranks, coverage and verdicts from the stored replication records."""
+    ok = [r for r in records if r["status"] == "ok"]
+    errors = pd.DataFrame(
+        [
+            {"index": r["index"], "seed": r["seed"], "error": r["error"]}
+            for r in records
+            if r["status"] != "ok"
+        ],
+        columns=["index", "seed", "error"],
+    )
+    rows = []
+    for r in ok:
+        res = r["result"]
+        row = {"index": r["index"], "seed": r["seed"], "diagnostics_ok": res["diagnostics"]["ok"]}
+        row.update({f"rank_{q}": res["rank"][q] for q in quantities})
+        row.update({f"truth_{q}": res["truth"][q] for q in quantities})
+        row["fit_seconds"] = res["timings"]["fit_seconds"]
+        rows.append(row)
+    columns = [
+        "index",
+        "seed",
+        "diagnostics_ok",
+        *(f"rank_{q}" for q in quantities),
+        *(f"truth_{q}" for q in quantities),
+        "fit_seconds",
+    ]
+    ranks = pd.DataFrame(rows, columns=columns)
+    ranks["diagnostics_ok"] = ranks["diagnostics_ok"].astype(bool)
+
+    cov_rows = []
+    for q in quantities:
+        for c in COVERAGE_LEVELS:
+            hits = np.array([r["result"]["covered"][q][f"{c:g}"] for r in ok], dtype=bool)
+            n, x = hits.size, int(hits.sum())
+            if n:
+                ci = stats.binomtest(x, n).proportion_ci(0.95, method="exact")
+                lo, hi = float(ci.low), float(ci.high)
+            else:
+                lo = hi = float("nan")
+            cov_rows.append(
+                {
+                    "quantity": q,
+                    "level": c,
+                    "n": n,
+                    "covered": x / n if n else np.nan,
+                    "lower": lo,
+                    "upper": hi,
+                    "ok": bool(lo <= c <= hi) if n else False,
+                }
+            )
+    coverage = pd.DataFrame(cov_rows)
+
+    tests, ver_rows = {}, []
+    for i, q in enumerate(quantities):
+        all_r = ranks[f"rank_{q}"].to_numpy(dtype=np.int64)
+        good_r = ranks.loc[ranks["diagnostics_ok"], f"rank_{q}"].to_numpy(dtype=np.int64)
+        tests[q] = ecdf_test(all_r, thin, seed=i)
+        p_good = ecdf_test(good_r, thin, seed=i).p_value
+        z_mean, z_var = _shape(all_r, thin) if all_r.size else (np.nan, np.nan)
+        ver_rows.append(
+            {
+                "quantity": q,
+                "n": int(all_r.size),
+                "ecdf_p": tests[q].p_value,
+                "ecdf_p_diagnostics_ok": p_good,
+                "z_mean": z_mean,
+                "z_var": z_var,
+                "verdict": _verdict(tests[q].p_value, z_mean, z_var, alpha),
+            }
+        )
+    return SBCSummary(ranks, coverage, pd.DataFrame(ver_rows), errors, tests, thin)
+
+
+@dataclass(frozen=True)
+class SBCResult:
+    """A finished (or partly finished) SBC run: the summary, the executor's report, the folder."""
+
+    spec: SBCSpec
+    summary: SBCSummary
+    report: RunReport
+    out_dir: Path
+
+    def text(self) -> str:
+        """A short report for the terminal."""
+        s, rep = self.summary, self.report
+        n_run = len(s.ranks)
+        fits_s = (len(rep.ran) / rep.wall_seconds) if rep.wall_seconds and rep.ran else 0.0
+        lines = [
+            f"SBC of {self.spec.config.name}: {n_run} replication(s) fitted, "
+            f"{len(s.errors)} raised, {s.n_failed_diagnostics} failed diagnostics (kept), "
+            f"ranks among {s.thin} draws; {len(rep.ran)} run now in {rep.wall_seconds:.1f} s "
+            f"({fits_s:.2f} fits/s, {rep.where})",
+        ]
+        for r in s.verdicts.itertuples():
+            cov = s.coverage[s.coverage["quantity"] == r.quantity]
+            cov_txt = ", ".join(
+                f"{100 * c.level:g}%: {100 * c.covered:.1f}" for c in cov.itertuples()
+            )
+            lines.append(
+                f"  {r.quantity:<11} p = {r.ecdf_p:.3f}  coverage {cov_txt}  -> {r.verdict}"
+            )
+        if rep.lost:
+            lines.append(
+                f"  {len(rep.lost)} task(s) lost (e.g. killed workers): rerun with "
+                "--resume to complete them"
+            )
+        return "\n".join(lines)
+
+
+def _config_sizes(cfg: Config) -> tuple[int, ...]:
+    data = build_dataset(cfg.data, cfg.data_dir)
+    return tuple(int(v) for v in data.n)
+
+
+def run_sbc(
+    config: str | Path | Config,
+    replications: int,
+    out_dir: str | Path,
+    *,
+    k: int | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    thin: int = DEFAULT_THIN,
+    simulate_priors: PriorsConfig | None = None,
+    seed: int | None = None,
+    cluster: ClusterSpec | None = None,
+    client: Client | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    write: bool = True,
+) -> SBCResult:
+    """Run (or resume) an SBC study of a config and write its outputs.
+
+    Parameters
+    ----------
+    config : path or Config
+        The model to calibrate; its data's study sizes are the simulation's.
+    replications : int
+        Number of replications (a resumed run may ask for more: it extends).
+    out_dir : path
+        Run folder: ``manifest.json``, ``tasks/`` (one record per replication), then
+        ``sbc_ranks.csv``, ``sbc_coverage.csv``/``.md``, ``sbc_summary.json``, ``sbc.png``/``.svg``.
+    k : int, optional
+        Studies per simulated dataset, sizes drawn from the config's (default: its own sizes).
+    overrides : dict or list of "key=value", optional
+        Config overrides (e.g. shorter chains).
+    thin : int
+        Ranks are taken among this many posterior draws.
+    simulate_priors : PriorsConfig, optional
+        Draw the truth from other priors than the fitted ones (a deliberately wrong SBC).
+    seed : int, optional
+        Base seed of the run (default: the config's ``sampler.seed``).
+    cluster, client, resume, progress
+        See :func:`bayes_va.executor.run_tasks`.
+    write : bool
+        Write the summary files and figure.
+
+    Returns
+    -------
+    SBCResult
+    """
+    if isinstance(config, Config):
+        cfg = config.replace(**dict(overrides)) if isinstance(overrides, dict) else config
+    else:
+        cfg = load_config(config, overrides)
+    if replications < 1:
+        raise ConfigError(f"--replications must be >= 1, got {replications}")
+    spec = SBCSpec(cfg, _config_sizes(cfg), k, thin, simulate_priors)
+    base_seed = cfg.sampler.seed if seed is None else seed
+    report = run_tasks(
+        functools.partial(replicate, spec),
+        replications,
+        out_dir,
+        base_seed=base_seed,
+        manifest=spec.identity(),
+        cluster=cluster,
+        client=client,
+        resume=resume,
+        progress=progress,
+        desc="SBC",
+    )
+    records = [r for r in TaskStore(out_dir).records() if r["index"] < replications]
+    summary = summarise(records, spec.quantities, thin)
+    result = SBCResult(spec, summary, report, Path(out_dir))
+    if write:
+        write_outputs(result)
+    return result
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def coverage_markdown(coverage: pd.DataFrame) -> str:
+    """The coverage table as Markdown (percent, 95 % Clopper–Pearson interval)."""
+    lines = [
+        "| quantity | nominal | covered % (95% CI) | n | nominal inside CI |",
+        "|---|---|---|---|---|",
+    ]
+    for r in coverage.itertuples():
+        lines.append(
+            f"| {r.quantity} | {100 * r.level:g}% | {100 * r.covered:.1f} "
+            f"({100 * r.lower:.1f}–{100 * r.upper:.1f}) | {r.n} | "
+            f"{'yes' if r.ok else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: SBCResult) -> Path:
+    """Write the rank table, coverage table, summary JSON and the figure into the run folder."""
+    out, s = result.out_dir, result.summary
+    atomic.write_text(out / "sbc_ranks.csv", s.ranks.to_csv(index=False, float_format="%.10g"))
+    atomic.write_text(out / "sbc_coverage.csv", s.coverage.to_csv(index=False, float_format="%.6g"))
+    atomic.write_text(out / "sbc_coverage.md", coverage_markdown(s.coverage))
+    rep = result.report
+    fit_s = s.ranks["fit_seconds"]
+    summary = {
+        "config": result.spec.config.name,
+        "config_hash": result.spec.config.hash(),
+        "k": result.spec.k,
+        "thin": s.thin,
+        "replications": int(len(s.ranks) + len(s.errors)),
+        "fitted": len(s.ranks),
+        "errors": len(s.errors),
+        "failed_diagnostics": s.n_failed_diagnostics,
+        "lost_this_call": len(rep.lost),
+        "verdicts": s.verdicts.replace({np.nan: None}).to_dict(orient="records"),
+        "coverage": s.coverage.replace({np.nan: None}).to_dict(orient="records"),
+        "calibrated": s.calibrated,
+        "wall_seconds_this_call": rep.wall_seconds,
+        "fits_this_call": len(rep.ran),
+        "median_fit_seconds": float(fit_s.median()) if len(fit_s) else None,
+        "where": rep.where,
+    }
+    atomic.write_text(
+        out / "sbc_summary.json",
+        json.dumps(summary, indent=2, sort_keys=True, default=float) + "\n",
+    )
+    if len(s.ranks):
+        plot(s, out / "sbc.png")
+        plot(s, out / "sbc.svg")
+    return out
+
+
+def plot(summary: SBCSummary, path: str | Path, bins: int | None = None) -> None:
+    """Rank histograms (top) and ECDF differences with simultaneous bands (bottom).
+
+    Fits that failed their diagnostics are stacked in red on the histograms, so they are seen,
+    not dropped; the grey band is the 99 % range of a bin count under uniform ranks.
+    """
+    import matplotlib.pyplot as plt
+
+    from .figures import save_figure
+
+    quantities = [c.removeprefix("rank_") for c in summary.ranks.columns if c.startswith("rank_")]
+    values = summary.thin + 1
+    if bins is None:
+        bins = next((b for b in (20, 25, 10, 5) if values % b == 0 and values // b >= 2), values)
+    n = len(summary.ranks)
+    fig, axes = plt.subplots(
+        2, len(quantities), figsize=(2.9 * len(quantities), 5.2), squeeze=False
+    )
+    edges = np.linspace(0, values, bins + 1)
+    lo, hi = stats.binom.ppf([(1 - HIST_BAND_PROB) / 2, (1 + HIST_BAND_PROB) / 2], n, 1 / bins)
+    ok = summary.ranks["diagnostics_ok"].to_numpy()
+    verdicts = summary.verdicts.set_index("quantity")
+    for col, q in enumerate(quantities):
+        r = summary.ranks[f"rank_{q}"].to_numpy()
+        ax = axes[0, col]
+        ax.axhspan(lo, hi, color="0.88", zorder=0)
+        ax.axhline(n / bins, color="0.5", lw=0.8)
+        ax.hist(
+            [r[ok], r[~ok]],
+            bins=edges,
+            stacked=True,
+            color=["C0", "C3"],
+            label=["diagnostics ok", "failed diagnostics"],
+        )
+        ax.set_title(q, fontsize=10)
+        ax.set_xlabel(f"rank (0–{summary.thin})", fontsize=8)
+        t = summary.tests[q]
+        ax = axes[1, col]
+        ax.fill_between(t.z, t.lower, t.upper, step="mid", color="0.85", zorder=0)
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.step(t.z, t.diff, where="mid", color="C0")
+        v = verdicts.loc[q, "verdict"]
+        ax.set_title(
+            f"p = {t.p_value:.3f}: {'ok' if v.startswith('calibrated') else 'MISCAL.'}",
+            fontsize=9,
+            color="k" if v.startswith("calibrated") else "C3",
+        )
+        ax.set_xlabel("fractional rank", fontsize=8)
+    axes[0, 0].set_ylabel("replications")
+    axes[1, 0].set_ylabel(f"ECDF − uniform ({100 * BAND_PROB:g}% band)")
+    axes[0, -1].legend(fontsize=7, loc="upper right")
+    n_fail = summary.n_failed_diagnostics
+    fig.suptitle(
+        f"SBC: {n} replications ({n_fail} failed diagnostics, shown in red; "
+        f"{len(summary.errors)} raised)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def hash_ranks(summary: SBCSummary) -> str:
+    """SHA-256 of the rank table's ranks and truths (equal runs give equal hashes)."""
+    cols = [c for c in summary.ranks.columns if c != "fit_seconds"]
+    blob = summary.ranks[cols].to_csv(index=False, float_format="%.17g").encode()
+    return hashlib.sha256(blob).hexdigest()
