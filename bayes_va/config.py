@@ -88,11 +88,13 @@ class ModelConfig:
     """Likelihood family and parametrisation.
 
     ``centred`` is the default: with two studies of n ≈ 80,000 the data pin their θ_i, and the
-    centred form mixes far better there (see ``bench/results/fit.json``).
+    centred form mixes far better there (see ``bench/results/fit.json``). ``marginal``
+    (logit-normal only) integrates θ_i out, so the sampler sees μ, τ (and β) only: the fast
+    route for large k (``bench/results/scaling.md``).
     """
 
     family: Literal["logit_normal", "beta_binomial"] = "logit_normal"
-    parametrisation: Literal["centred", "noncentred"] = "centred"
+    parametrisation: Literal["centred", "noncentred", "marginal"] = "centred"
     #: Study-level moderators (meta-regression), see :mod:`bayes_va.moderators`.
     moderators: tuple[str, ...] = ()
     #: Reference level (categorical) or centre (continuous) per moderator; defaults are the

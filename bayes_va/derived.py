@@ -5,6 +5,9 @@ z ~ N(0, 1) (the proportion in a new study: the Bayesian prediction interval) an
 logit⁻¹ θ_i (shrunken study proportions). Posterior predictive: ``y`` ~ Binomial(n_i, p_i).
 Log-likelihood: ``y`` is the *marginal* log p(y_i | μ, τ) with θ_i integrated out by adaptive
 Gauss–Hermite (the one PSIS-LOO over studies needs), ``y_conditional`` is log p(y_i | θ_i).
+In the ``marginal`` parametrisation the sampler never sees θ; it is drawn here, exactly, from
+p(θ_i | y_i, μ, τ) for each posterior draw (:func:`bayes_va.marginal.draw_theta`, own seed
+stream), and stored as ``theta`` like the other parametrisations' draws.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .moderators import Design
 #: Independent streams derived from the config seed (the sampler uses the seed itself).
 _STREAM_PREDICTIVE = 1
 _STREAM_PPC = 2
+_STREAM_THETA = 3
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -82,6 +86,11 @@ def add_derived(
 
     if family == "logit_normal":
         tau = post["tau"].values
+        if "theta" not in post:  # marginal parametrisation: draw theta from its conditional
+            from .marginal import draw_theta
+
+            theta_seed = int(np.random.SeedSequence([seed, _STREAM_THETA]).generate_state(1)[0])
+            post["theta"] = (dims, draw_theta(data.y, data.n, eta, tau, theta_seed))
         theta = post["theta"].transpose(*dims).values
         post["predictive"] = (("chain", "draw"), expit(mu + tau * z_rng.standard_normal(mu.shape)))
         p_values = expit(theta)

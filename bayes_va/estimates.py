@@ -105,7 +105,8 @@ def exact_reference(exact: Any, ci_prob: float = CI_PROB) -> dict[str, dict[str,
     """Quantiles from the quadrature posterior, in the same layout as :func:`headline`."""
     a = (1.0 - ci_prob) / 2.0
     out = {}
-    for name in ("pooled", "predictive", "tau", "mu"):
+    spread = "phi" if type(exact).__name__ == "ExactBetaBinomialPosterior" else "tau"
+    for name in ("pooled", "predictive", spread, "mu"):
         lo, med, hi = (float(exact.quantile(name, q)) for q in (a, 0.5, 1 - a))
         out[name] = {"median": med, "lower": lo, "upper": hi}
     return out

@@ -19,8 +19,17 @@ from .results import FitResult
 from .sampling import run_sampler
 
 
-def exact_posterior(cfg: Config, data: StudyData) -> exact.ExactPosterior:
-    """The quadrature posterior of the logit-normal model under ``cfg``'s priors."""
+def exact_posterior(
+    cfg: Config, data: StudyData
+) -> exact.ExactPosterior | exact.ExactBetaBinomialPosterior:
+    """The quadrature posterior of ``cfg``'s intercept-only model under its priors."""
+    if cfg.model.family == "beta_binomial":
+        return exact.posterior_grid_beta_binomial(
+            data.y,
+            data.n,
+            log_prior_mu=log_density(cfg.priors.mu),
+            log_prior_phi=log_density(cfg.priors.phi),
+        )
     return exact.posterior_grid(
         data.y,
         data.n,
@@ -69,10 +78,10 @@ def fit(
     diag = compute_diagnostics(tree, cfg.diagnostics)
 
     # The references apply to the intercept-only model on the same data: the quadrature
-    # posterior to the logit-normal family (same priors), the classical GLMM to both families.
+    # posterior of the same family and priors, and the classical (logit-normal) GLMM.
     plain = not cfg.model.moderators
     t0 = time.perf_counter()
-    ref = exact_posterior(cfg, data) if plain and cfg.model.family == "logit_normal" else None
+    ref = exact_posterior(cfg, data) if plain else None
     t_exact = time.perf_counter() - t0
     classical = glmm.fit_glmm(data.y, data.n) if plain else None
 

@@ -19,7 +19,15 @@ reference levels and centres (see :mod:`bayes_va.moderators`).
 Parametrisations: ``centred`` samples theta directly; ``noncentred`` samples
 z_i ~ Normal(0, 1) and sets theta_i = mu + tau * z_i. Centred is the default: two studies with
 n ≈ 80,000 pin their theta_i so tightly that the non-centred form couples z_i to tau and mixes
-15-60x worse (R-hat up to 1.06, divergences); see ``bench/results/fit.json``.
+15-60x worse (R-hat up to 1.06, divergences); see ``bench/results/fit.json``. ``marginal``
+integrates theta out of the likelihood (adaptive Gauss–Hermite per study, see
+:mod:`bayes_va.marginal`)::
+
+    p(y_i | mu, beta, tau) = ∫ Binomial(y_i | n_i, logit^-1 t) N(t | mu + x_i' beta, tau) dt
+
+so the sampler sees only mu, tau (and beta): the cost of a gradient grows with k but the
+geometry does not, which makes it the fast route for large k. theta is drawn afterwards from
+its exact conditional (:func:`bayes_va.derived.add_derived`).
 
 Counts and prior parameters are ``pm.Data`` so that one compiled model serves every data or
 prior-value swap with the same structure (same k, same prior families).
@@ -62,6 +70,10 @@ def structure_key(cfg: Config, data: StudyData, design: Design) -> tuple:
 def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, object]:
     """Values of every ``pm.Data`` container (counts, design matrix, prior parameters)."""
     values: dict[str, object] = {"n": data.n, "y_obs": data.y}
+    if cfg.model.family == "logit_normal" and cfg.model.parametrisation == "marginal":
+        from .marginal import log_binom_coef
+
+        values["log_binom_coef"] = log_binom_coef(data.y, data.n)
     if design.X.shape[1]:
         values["X"] = design.X
     for which, prior in _used_priors(cfg, design.X.shape[1]).items():
@@ -92,8 +104,9 @@ def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
     -------
     pymc.Model
         Free variables ``mu``, ``tau`` and ``theta`` (centred) or ``z`` (non-centred, with
-        ``theta`` deterministic) for the logit-normal family, ``mu`` and ``phi`` for the
-        beta-binomial, plus ``beta`` (dims ``coef``) with moderators; observed ``y``.
+        ``theta`` deterministic) or neither (marginal) for the logit-normal family, ``mu`` and
+        ``phi`` for the beta-binomial, plus ``beta`` (dims ``coef``) with moderators; observed
+        ``y`` (with the marginal likelihood in the marginal parametrisation).
     """
     coords = {"study": list(data.study)}
     n_coef = design.X.shape[1]
@@ -111,12 +124,15 @@ def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
             eta = mu + pm.math.dot(X, beta)
         if cfg.model.family == "logit_normal":
             tau = _prior("tau", priors["tau"])
-            if cfg.model.parametrisation == "centred":
-                theta = pm.Normal("theta", mu=eta, sigma=tau, dims="study")
+            if cfg.model.parametrisation == "marginal":
+                _marginal_likelihood(data, n, y_obs, eta, tau)
             else:
-                z = pm.Normal("z", 0.0, 1.0, dims="study")
-                theta = pm.Deterministic("theta", eta + tau * z, dims="study")
-            pm.Binomial("y", n=n, logit_p=theta, observed=y_obs, dims="study")
+                if cfg.model.parametrisation == "centred":
+                    theta = pm.Normal("theta", mu=eta, sigma=tau, dims="study")
+                else:
+                    z = pm.Normal("z", 0.0, 1.0, dims="study")
+                    theta = pm.Deterministic("theta", eta + tau * z, dims="study")
+                pm.Binomial("y", n=n, logit_p=theta, observed=y_obs, dims="study")
         elif cfg.model.family == "beta_binomial":
             phi = _prior("phi", priors["phi"])
             p = pm.math.invlogit(eta)
@@ -126,3 +142,15 @@ def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
         else:  # pragma: no cover - guarded by the config schema
             raise ValueError(f"unknown family {cfg.model.family!r}")
     return model
+
+
+def _marginal_likelihood(data: StudyData, n, y_obs, eta, tau) -> None:
+    """Observed ``y`` with theta integrated out (see :mod:`bayes_va.marginal`)."""
+    from .marginal import log_binom_coef, marginal_loglik
+
+    log_coef = pm.Data("log_binom_coef", log_binom_coef(data.y, data.n), dims="study")
+
+    def logp(value, eta, tau, n, log_coef):
+        return marginal_loglik(value, n, log_coef, eta, tau)
+
+    pm.CustomDist("y", eta, tau, n, log_coef, logp=logp, observed=y_obs, dims="study")

@@ -41,6 +41,7 @@ ANALYSES_KEYS = {
     "avf",
     "avf_horizons_months",
     "risk",
+    "compare",
 }
 RISK_KEYS = {"revision_baseline", "transport", "avf_horizon_months", "threshold"}
 
@@ -269,6 +270,47 @@ def _avf_section(results: list[FitResult], horizons: list[float]) -> list[dict[s
     return out
 
 
+def _compare_section(fits: list[FitResult], figures: Path) -> dict[str, Any]:
+    """Marginal PSIS-LOO per model, checked against exact leave-one-study-out where it exists,
+    and the ``az.compare`` table."""
+    import warnings
+
+    from .compare import compare_models, plot_comparison
+    from .loo import LooReliabilityWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LooReliabilityWarning)  # reported in the table instead
+        cmp = compare_models({f.config.name: f for f in fits})
+    plot_comparison(cmp, figures / "compare.svg")
+    rows = []
+    for rec in cmp.to_dict()["table"]:
+        loo = cmp.loos[rec["model"]]
+        rows.append(
+            {
+                "model": rec["model"],
+                "description": next(
+                    f.config.description for f in fits if f.config.name == rec["model"]
+                ),
+                "elpd": rec["elpd"],
+                "se": rec["se"],
+                "elpd_diff": rec["elpd_diff"],
+                "dse": rec["dse"],
+                "weight": rec["weight"],
+                "max_k": loo.max_k,
+                "reliable": loo.reliable,
+                "exact": loo.exact_elpd,
+                "fmt": {
+                    "elpd": f"{rec['elpd']:.1f} ({rec['se']:.1f})",
+                    "diff": f"{rec['elpd_diff']:.1f} ({rec['dse']:.1f})",
+                    "weight": f"{rec['weight']:.2f}",
+                    "max_k": f"{loo.max_k:.2f}",
+                    "exact": f"{loo.exact_elpd:.1f}" if loo.exact_elpd is not None else "–",
+                },
+            }
+        )
+    return {"rows": rows, "reliable": cmp.reliable, "caveats": cmp.caveats(), "best": cmp.best}
+
+
 def _risk_section(
     spec: dict[str, Any], base: FitResult, avf: FitResult | None, figures: Path
 ) -> dict[str, Any]:
@@ -412,6 +454,11 @@ def build_paper(
     if avf_results and avf_results[0].config.model.moderators:
         followup_curve(avf_results[0], figures / "avf_followup.svg", outcome="AVF risk")
 
+    compare_fits = []
+    for p in _expand(root, spec.get("compare", {}).get("models", [])):
+        cfg = load_config(p)
+        compare_fits.append(base if cfg.name == base_cfg.name else runner.fit(cfg))
+    comparison = _compare_section(compare_fits, figures) if compare_fits else None
     risk = _risk_section(
         spec.get("risk", {}), base, avf_results[0] if avf_results else None, figures
     )
@@ -491,6 +538,7 @@ def build_paper(
         ],
         "avf": _avf_section(avf_results, horizons),
         "risk": risk,
+        "compare": comparison,
         "diagnostics": [_diagnostics_row(k, v) for k, v in all_fits.items()],
         "reproducibility": {
             "versions": package_versions(),

@@ -273,12 +273,21 @@ class ECDFTest:
     p_value: float
 
 
-def _min_tail_prob(counts_below: np.ndarray, n: int, z: np.ndarray) -> np.ndarray:
-    """Smallest two-sided binomial tail probability over the evaluation points (last axis)."""
-    lower = special.bdtr(counts_below, n, z)
-    upper = 1.0 - special.bdtr(counts_below - 1, n, z)
-    upper = np.where(counts_below <= 0, 1.0, upper)
-    return np.minimum(1.0, 2.0 * np.minimum(lower, upper)).min(axis=-1)
+def _pointwise_tail_table(n: int, z: np.ndarray) -> np.ndarray:
+    """Two-sided binomial tail probability of every count ``0..n`` at every point ``z``.
+
+    Shape ``(z.size, n + 1)``: ``min(1, 2 min(P(X <= c), P(X >= c)))``, ``X ~ Bin(n, z_j)``.
+    """
+    c = np.arange(n + 1)[None, :]
+    zz = z[:, None]
+    lower = special.bdtr(c, n, zz)
+    upper = np.where(c <= 0, 1.0, 1.0 - special.bdtr(c - 1, n, zz))
+    return np.minimum(1.0, 2.0 * np.minimum(lower, upper))
+
+
+def _min_tail_prob(table: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Smallest pointwise tail probability over the points (last axis of ``counts``)."""
+    return table[np.arange(table.shape[0]), counts].min(axis=-1)
 
 
 def ecdf_test(
@@ -327,8 +336,9 @@ def ecdf_test(
     offsets = (np.arange(n_simulations) * (thin + 1))[:, None]
     sim_counts = np.bincount((sims + offsets).ravel(), minlength=n_simulations * (thin + 1))
     sim_counts = np.cumsum(sim_counts.reshape(n_simulations, thin + 1), axis=1)[:, :-1]
-    t_sim = _min_tail_prob(sim_counts, n, z)
-    t_obs = float(_min_tail_prob(counts, n, z))
+    table = _pointwise_tail_table(n, z)
+    t_sim = _min_tail_prob(table, sim_counts)
+    t_obs = float(_min_tail_prob(table, counts))
     p_value = (1.0 + np.sum(t_sim <= t_obs)) / (n_simulations + 1.0)
     gamma = float(np.quantile(t_sim, 1.0 - prob))
     lo = stats.binom.ppf(gamma / 2.0, n, z) / n

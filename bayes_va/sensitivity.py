@@ -131,8 +131,24 @@ def row(scenario: Scenario, result: FitResult) -> dict[str, Any]:
 
 
 def fit_scenario(scenario: Scenario) -> dict[str, Any]:
-    """Fit one scenario and return its row (module-level so executors can pickle it)."""
-    return row(scenario, fit(scenario.config))
+    """Fit one scenario and return its row (module-level so executors can pickle it).
+
+    A fit that raises becomes a row marked failed with the error, so one broken scenario
+    cannot sink a long run; nothing is dropped.
+    """
+    try:
+        return row(scenario, fit(scenario.config))
+    except Exception as exc:  # recorded in the table, not swallowed
+        out: dict[str, Any] = dict.fromkeys(COLUMNS)
+        out.update(
+            scenario=scenario.name,
+            kind=scenario.kind,
+            description=scenario.config.description,
+            family=scenario.config.model.family,
+            diagnostics_ok=False,
+            diagnostics_failures=f"fit raised {type(exc).__name__}: {exc}",
+        )
+        return out
 
 
 def run_sensitivity(
@@ -195,6 +211,11 @@ def to_markdown(table: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
+        if pd.isna(r.pooled_median):
+            lines.append(
+                f"| {r.scenario} | – | – | – | – | – | **FAILED**: {r.diagnostics_failures} |"
+            )
+            continue
         glmm = pct(r.glmm_pooled, r.glmm_lower, r.glmm_upper) if pd.notna(r.glmm_pooled) else "–"
         spread = (
             f"{r.spread_name} {r.spread_median:.3g} ({r.spread_lower:.3g}–{r.spread_upper:.3g})"
@@ -218,6 +239,9 @@ def plot(table: pd.DataFrame, path: str | Path) -> None:
     base = table.iloc[0]
     ax.axvline(100 * base.pooled_median, color="0.6", lw=0.8, ls="--", zorder=0)
     for y, r in zip(ys, table.itertuples(), strict=True):
+        if pd.isna(r.pooled_median):
+            ax.text(100 * base.pooled_median, y, "fit failed", color="C3", fontsize=7, va="center")
+            continue
         colour = "C0" if r.kind != "leave-one-out" else "C2"
         if not r.diagnostics_ok:
             colour = "C3"

@@ -91,7 +91,10 @@ def test_a_correct_model_gives_ranks_consistent_with_uniform(correct_run):
     assert (s.verdicts["ecdf_p"] >= P_CORRECT).all(), s.verdicts
     assert s.ranks.filter(like="rank_").to_numpy().max() <= s.thin
     assert set(s.coverage["level"]) == {0.5, 0.8, 0.95}
-    assert s.coverage["ok"].all(), s.coverage
+    # 15 coverage rates from 40 replications: each within 3.3 binomial SEs of its level
+    # (two-sided 0.1 % each; the 95 % CIs in the table would flag ~1 of 15 by chance)
+    se = np.sqrt(s.coverage["level"] * (1 - s.coverage["level"]) / s.coverage["n"])
+    assert ((s.coverage["covered"] - s.coverage["level"]).abs() <= 3.3 * se).all(), s.coverage
 
 
 def test_failed_diagnostics_are_counted_and_kept_not_dropped(correct_run):
