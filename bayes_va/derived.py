@@ -62,7 +62,11 @@ def add_derived(
         Moderator design (none: intercept-only).
     """
     post = tree["posterior"].to_dataset()
+    # A compiled model is reused across data swaps of the same structure, so the sampler's
+    # labels may be those of the model it was compiled for: relabel from this fit's data.
     post = post.assign_coords(study=list(data.study))
+    if design is not None and design.X.shape[1]:
+        post = post.assign_coords(coef=list(design.coef_names))
     dims = ("chain", "draw", "study")
     mu = post["mu"].values
     eta = np.broadcast_to(mu[..., None], (*mu.shape, data.k)).copy()

@@ -171,3 +171,17 @@ def test_noncentred_parametrisation_samples_the_same_posterior(base_result):
         float(az.mcse(nc.tree, var_names=["pooled"], method="quantile", prob=0.5)["pooled"]),
     )
     assert abs(np.median(a) - np.median(b)) <= 4 * se
+
+
+def test_a_reused_compiled_model_gets_this_fits_coefficient_labels():
+    # database and rob_reporting models share one structure (one binary moderator, k = 14),
+    # so the second reuses the first's compiled model; its labels must be its own
+    short = {"sampler.draws": 100, "sampler.tune": 100, "sampler.chains": 2}
+    first = bayes_va.fit("models/subgroups/database.toml", overrides=short)
+    second = bayes_va.fit("models/subgroups/rob_reporting.toml", overrides=short)
+    assert second.diagnostics["timings"]["reused_compiled_model"]
+    assert list(first.tree["posterior"]["coef"].values) == ["database[yes]"]
+    assert list(second.tree["posterior"]["coef"].values) == ["rob_reporting[Low]"]
+    assert [c["coef"] for c in second.estimates["moderators"]["coefficients"]] == [
+        "rob_reporting[Low]"
+    ]
