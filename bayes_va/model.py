@@ -71,9 +71,11 @@ def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, objec
     """Values of every ``pm.Data`` container (counts, design matrix, prior parameters)."""
     values: dict[str, object] = {"n": data.n, "y_obs": data.y}
     if cfg.model.family == "logit_normal" and cfg.model.parametrisation == "marginal":
-        from .marginal import log_binom_coef
+        from .marginal import first_duplicate, log_binom_coef, node_rule
 
         values["log_binom_coef"] = log_binom_coef(data.y, data.n)
+        values["quad_rule"] = node_rule(data.y, data.n)
+        values["first_same_counts"] = first_duplicate(data.y, data.n)
     if design.X.shape[1]:
         values["X"] = design.X
     for which, prior in _used_priors(cfg, design.X.shape[1]).items():
@@ -146,11 +148,13 @@ def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
 
 def _marginal_likelihood(data: StudyData, n, y_obs, eta, tau) -> None:
     """Observed ``y`` with theta integrated out (see :mod:`bayes_va.marginal`)."""
-    from .marginal import log_binom_coef, marginal_loglik
+    from .marginal import first_duplicate, log_binom_coef, marginal_loglik, node_rule
 
     log_coef = pm.Data("log_binom_coef", log_binom_coef(data.y, data.n), dims="study")
+    rule = pm.Data("quad_rule", node_rule(data.y, data.n), dims="study")
+    first = pm.Data("first_same_counts", first_duplicate(data.y, data.n), dims="study")
 
-    def logp(value, eta, tau, n, log_coef):
-        return marginal_loglik(value, n, log_coef, eta, tau)
+    def logp(value, eta, tau, n, log_coef, rule, first):
+        return marginal_loglik(value, n, log_coef, rule, first, eta, tau)
 
-    pm.CustomDist("y", eta, tau, n, log_coef, logp=logp, observed=y_obs, dims="study")
+    pm.CustomDist("y", eta, tau, n, log_coef, rule, first, logp=logp, observed=y_obs, dims="study")

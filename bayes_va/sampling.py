@@ -71,6 +71,16 @@ class SamplerRun:
     reused_compiled: bool
 
 
+def sampler_cores() -> int:
+    """Threads a fit may use for its chains: ``BAYES_VA_SAMPLER_CORES`` or every core.
+
+    The dask executor sets it to 1 in its workers (one single-threaded worker per core), so
+    that parallel fits do not oversubscribe the machine.
+    """
+    value = os.environ.get("BAYES_VA_SAMPLER_CORES")
+    return max(1, int(value)) if value else os.cpu_count() or 1
+
+
 def clear_compiled_cache() -> None:
     """Forget every compiled model held by this process."""
     _COMPILED.clear()
@@ -92,7 +102,7 @@ def _nutpie(cfg: Config, data: StudyData, design: Design) -> SamplerRun:
         draws=s.draws,
         tune=s.tune,
         chains=s.chains,
-        cores=min(s.chains, os.cpu_count() or 1),
+        cores=min(s.chains, sampler_cores()),
         seed=s.seed,
         target_accept=s.target_accept,
         progress_bar=False,

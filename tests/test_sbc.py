@@ -33,7 +33,7 @@ QUICK = {
     "diagnostics.min_ess_bulk": 100,
     "diagnostics.min_ess_tail": 100,
 }
-N_CORRECT = 40
+N_CORRECT = 30
 N_WRONG = 30
 #: A correct model passes if no quantity's ECDF test has p < 0.01 (five correlated tests:
 #: a spurious failure has probability < ~5 % with fresh seeds; with these seeds it passes).
@@ -91,7 +91,7 @@ def test_a_correct_model_gives_ranks_consistent_with_uniform(correct_run):
     assert (s.verdicts["ecdf_p"] >= P_CORRECT).all(), s.verdicts
     assert s.ranks.filter(like="rank_").to_numpy().max() <= s.thin
     assert set(s.coverage["level"]) == {0.5, 0.8, 0.95}
-    # 15 coverage rates from 40 replications: each within 3.3 binomial SEs of its level
+    # 15 coverage rates from 30 replications: each within 3.3 binomial SEs of its level
     # (two-sided 0.1 % each; the 95 % CIs in the table would flag ~1 of 15 by chance)
     se = np.sqrt(s.coverage["level"] * (1 - s.coverage["level"]) / s.coverage["n"])
     assert ((s.coverage["covered"] - s.coverage["level"]).abs() <= 3.3 * se).all(), s.coverage

@@ -1,0 +1,203 @@
+"""The ``marginal`` parametrisation: quadrature accuracy, gradient, exact θ draws, and the MCMC
+posterior against the exact quadrature posterior.
+
+References: :func:`bayes_va.exact.log_marginal_likelihood` (adaptive Gauss–Hermite checked
+against a refined trapezoid rule to 1e-9, see tests/test_exact.py) and
+:func:`bayes_va.exact.posterior_grid` (quantiles to ~1e-4 relative).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import integrate, special, stats
+
+import bayes_va
+from bayes_va import exact
+from bayes_va.marginal import (
+    _marginal_kernel,
+    _rule_sizes,
+    _rules,
+    draw_theta,
+    first_duplicate,
+    log_binom_coef,
+    log_marginal,
+    node_rule,
+)
+
+#: Studies of every kind: zero/all events, tiny, the revision sizes, 80,000 patients.
+STUDIES = [
+    (0, 1),
+    (1, 1),
+    (0, 10),
+    (3, 70),
+    (9, 30),
+    (14, 843),
+    (2, 86),
+    (140, 1646),
+    (600, 1300),
+    (0, 80864),
+    (12130, 80864),
+    (80864, 80864),
+]
+#: Worst error of the model's quadrature for tau <= 1 (measured 1.2e-6; NODE_RULES comment).
+QUAD_TOL = 2e-6
+#: As in tests/test_fit.py: |MCMC - exact| within 4 MCSEs (and the grid's 1e-4 accuracy).
+Z_TOL = 4.0
+EXACT_REL_ERR = 1e-4
+
+
+def _kernel(y, n, eta, tau):
+    y, n = np.asarray(y, float), np.asarray(n, float)
+    x, lw, sizes = _rules(_rule_sizes(None))
+    return _marginal_kernel(
+        y,
+        n,
+        log_binom_coef(y, n),
+        node_rule(y, n),
+        first_duplicate(y, n),
+        np.atleast_1d(eta).astype(float),
+        np.atleast_1d(tau).astype(float),
+        x,
+        lw,
+        sizes,
+    )
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.3, 0.9, 1.0])
+@pytest.mark.parametrize("mu", [-8.0, -3.2, 0.0, 3.0])
+def test_quadrature_matches_the_exact_marginal_likelihood(mu, tau):
+    y, n = np.array(STUDIES).T
+    ours = log_marginal(y, n, np.array([mu]), np.array([tau]))[0]
+    ref = exact.log_marginal_likelihood(y, n, mu, tau, tol=1e-11)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=QUAD_TOL)
+
+
+def test_gradient_is_the_derivative_of_the_value():
+    y, n = np.array(STUDIES).T
+    h = 1e-5
+    for eta, tau in [(-3.2, 0.9), (0.5, 0.4), (-6.0, 1.0)]:
+        _, g_eta, g_tau = _kernel(y, n, eta, tau)
+        d_eta = (_kernel(y, n, eta + h, tau)[0] - _kernel(y, n, eta - h, tau)[0]) / (2 * h)
+        d_tau = (_kernel(y, n, eta, tau + h)[0] - _kernel(y, n, eta, tau - h)[0]) / (2 * h)
+        np.testing.assert_allclose(g_eta, d_eta, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(g_tau, d_tau, rtol=1e-5, atol=1e-5)
+
+
+def test_studies_with_equal_counts_are_computed_once_with_equal_results():
+    y, n = np.array([3, 5, 3, 3, 0]), np.array([70, 70, 70, 71, 70])
+    assert first_duplicate(y, n).tolist() == [0, 1, 0, 3, 4]
+    ll = _kernel(y, n, -3.0, 0.8)[0]
+    assert ll[2] == ll[0] and ll[3] != ll[0]
+    alone = _kernel(y[3:4], n[3:4], -3.0, 0.8)[0]
+    np.testing.assert_allclose(ll[3], alone[0], rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("y", "n", "eta", "tau"),
+    [
+        (0, 10, -3.0, 1.5),  # one-sided, skewed conditional
+        (14, 843, -3.2, 0.9),
+        (12130, 80864, -3.2, 0.9),  # data-dominated, very narrow
+        (2, 5, 0.0, 0.05),  # prior-dominated
+    ],
+)
+def test_theta_draws_follow_the_exact_conditional(y, n, eta, tau):
+    draws = draw_theta([y], [n], np.full((20000, 1), eta), np.full(20000, tau), seed=3)[:, 0]
+
+    def log_dens(t):
+        return stats.binom.logpmf(y, n, special.expit(t)) + stats.norm.logpdf(t, eta, tau)
+
+    mode = np.median(draws)
+    lo, hi = draws.min() - 1.0, draws.max() + 1.0
+    norm = integrate.quad(
+        lambda t: np.exp(log_dens(t) - log_dens(mode)), lo, hi, points=[mode], limit=200
+    )[0]
+
+    def cdf(t):
+        return np.array(
+            [
+                integrate.quad(
+                    lambda s: np.exp(log_dens(s) - log_dens(mode)),
+                    lo,
+                    v,
+                    points=[min(mode, v)],
+                    limit=200,
+                )[0]
+                / norm
+                for v in t
+            ]
+        )
+
+    grid = np.quantile(draws, np.linspace(0.02, 0.98, 13))
+    # KS-type check on 13 points: ECDF within 4 binomial SEs of the exact CDF
+    ecdf = np.searchsorted(np.sort(draws), grid, side="right") / draws.size
+    exact_cdf = cdf(grid)
+    se = np.sqrt(exact_cdf * (1 - exact_cdf) / draws.size)
+    assert np.all(np.abs(ecdf - exact_cdf) <= 4 * se + 1e-4), (ecdf, exact_cdf)
+
+
+def test_theta_draws_are_reproducible_and_seeded():
+    eta, tau = np.full((50, 3), -3.0), np.full(50, 0.8)
+    a = draw_theta([1, 2, 3], [50, 60, 70], eta, tau, seed=1)
+    assert np.array_equal(a, draw_theta([1, 2, 3], [50, 60, 70], eta, tau, seed=1))
+    assert not np.array_equal(a, draw_theta([1, 2, 3], [50, 60, 70], eta, tau, seed=2))
+
+
+@pytest.fixture(scope="module")
+def marginal_result():
+    return bayes_va.fit("models/base.toml", overrides={"model.parametrisation": "marginal"})
+
+
+@pytest.mark.sampling
+def test_marginal_fit_samples_mu_and_tau_only_and_draws_theta(marginal_result):
+    post = marginal_result.tree["posterior"]
+    assert {"mu", "tau", "theta", "p", "pooled", "predictive"} <= set(post.data_vars)
+    assert "z" not in post
+    assert post["theta"].dims == ("chain", "draw", "study")
+    assert marginal_result.ok, marginal_result.diagnostics["failures"]
+    ll = marginal_result.tree["log_likelihood"]["y"].values
+    ref = exact.log_marginal_likelihood(
+        marginal_result.data.y, marginal_result.data.n, post["mu"].values, post["tau"].values
+    )
+    np.testing.assert_allclose(ll, ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.sampling
+@pytest.mark.parametrize("name", ["pooled", "tau", "predictive"])
+def test_marginal_quantiles_agree_with_the_exact_posterior_within_monte_carlo_error(
+    marginal_result, name
+):
+    import arviz as az
+
+    from bayes_va.fitting import exact_posterior
+
+    ref = exact_posterior(marginal_result.config, marginal_result.data)
+    draws = marginal_result.tree["posterior"][name].values.ravel()
+    for q in (0.025, 0.5, 0.975):
+        mcmc = float(np.quantile(draws, q))
+        mcse = float(
+            az.mcse(marginal_result.tree, var_names=[name], method="quantile", prob=q)[name]
+        )
+        exact_q = float(ref.quantile(name, q))
+        tol = Z_TOL * np.hypot(mcse, EXACT_REL_ERR * abs(exact_q))
+        assert abs(mcmc - exact_q) <= tol, (name, q, mcmc, exact_q, mcse)
+
+
+@pytest.mark.sampling
+def test_marginal_study_proportions_agree_with_the_centred_fit(marginal_result):
+    centred = bayes_va.fit("models/base.toml")
+    a = marginal_result.tree["posterior"]["p"].median(("chain", "draw")).values
+    b = centred.tree["posterior"]["p"].median(("chain", "draw")).values
+    np.testing.assert_allclose(a, b, rtol=0.05)
+
+
+@pytest.mark.slow  # a new model structure: ~25 s of compiling and sampling
+@pytest.mark.sampling
+def test_marginal_meta_regression_runs_with_a_vector_linear_predictor():
+    res = bayes_va.fit(
+        "models/subgroups/database.toml",
+        overrides={"model.parametrisation": "marginal", "sampler.draws": 300, "sampler.tune": 300},
+    )
+    assert "beta" in res.tree["posterior"] and "theta" in res.tree["posterior"]
+    assert res.diagnostics["divergences"] == 0
