@@ -104,8 +104,17 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     from .sensitivity import run_sensitivity, to_markdown, write_outputs
 
     overrides = dict(parse_override(o) for o in args.set)
+    map_fn = None
+    if args.scheduler or args.workers:
+        from .executor import ClusterSpec, dask_map
+
+        map_fn = dask_map(ClusterSpec(scheduler=args.scheduler, n_workers=args.workers))
     table = run_sensitivity(
-        args.configs, args.base, leave_one_out=not args.no_loo, overrides=overrides
+        args.configs,
+        args.base,
+        leave_one_out=not args.no_loo,
+        overrides=overrides,
+        map_fn=map_fn,
     )
     out = write_outputs(table, args.out)
     print(to_markdown(table))
@@ -175,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override applied to every scenario, e.g. --set sampler.draws=500",
     )
+    s.add_argument("--scheduler", help="dask scheduler address (default: run in this process)")
+    s.add_argument("--workers", type=int, help="fit on a local dask cluster of this many workers")
     s.set_defaults(func=_cmd_sensitivity)
 
     p = sub.add_parser("paper", help="run the paper's analyses and build paper/build/paper.pdf")
@@ -183,9 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .report_cli import add_report_parsers
     from .risk_cli import add_risk_parser
+    from .sbc_cli import add_sbc_parser
 
     add_report_parsers(sub)
     add_risk_parser(sub)
+    add_sbc_parser(sub)
     return parser
 
 

@@ -88,9 +88,9 @@ class ModelConfig:
     """Likelihood family and parametrisation.
 
     ``centred`` is the default: with two studies of n ≈ 80,000 the data pin their θ_i, and the
-    centred form mixes far better there (see ``bench/results/fit.json``). ``marginal``
+    centred form mixes far better there (see ``bench/reports/fit.json``). ``marginal``
     (logit-normal only) integrates θ_i out, so the sampler sees μ, τ (and β) only: the fast
-    route for large k (``bench/results/scaling.md``).
+    route for large k (``bench/reports/scaling.md``).
     """
 
     family: Literal["logit_normal", "beta_binomial"] = "logit_normal"

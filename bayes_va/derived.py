@@ -23,6 +23,11 @@ from .dataset import StudyData
 from .exact import log_marginal_likelihood
 from .moderators import Design
 
+#: Accuracy of the stored marginal log-likelihood (log scale). 1e-6 is far below the Monte-Carlo
+#: error of anything computed from it (PSIS-LOO) and costs a third of the 1e-9 default
+#: (0.06 s vs 0.15 s for 4,000 draws x 14 studies; measured error 6e-8).
+LOGLIK_TOL = 1e-6
+
 #: Independent streams derived from the config seed (the sampler uses the seed itself).
 _STREAM_PREDICTIVE = 1
 _STREAM_PPC = 2
@@ -106,13 +111,15 @@ def add_derived(
         elif eta.shape[-1] and design is not None and design.X.shape[1]:
             ll_marg = np.stack(
                 [
-                    log_marginal_likelihood(y[i : i + 1], n[i : i + 1], eta[..., i], tau)[..., 0]
+                    log_marginal_likelihood(
+                        y[i : i + 1], n[i : i + 1], eta[..., i], tau, tol=LOGLIK_TOL
+                    )[..., 0]
                     for i in range(data.k)
                 ],
                 axis=-1,
             )
         else:
-            ll_marg = log_marginal_likelihood(y, n, mu, tau)
+            ll_marg = log_marginal_likelihood(y, n, mu, tau, tol=LOGLIK_TOL)
         ll = {"y": (dims, ll_marg), "y_conditional": (dims, conditional_loglik(theta, y, n))}
     elif family == "beta_binomial":
         phi = post["phi"].values

@@ -19,7 +19,7 @@ reference levels and centres (see :mod:`bayes_va.moderators`).
 Parametrisations: ``centred`` samples theta directly; ``noncentred`` samples
 z_i ~ Normal(0, 1) and sets theta_i = mu + tau * z_i. Centred is the default: two studies with
 n ≈ 80,000 pin their theta_i so tightly that the non-centred form couples z_i to tau and mixes
-15-60x worse (R-hat up to 1.06, divergences); see ``bench/results/fit.json``. ``marginal``
+15-60x worse (R-hat up to 1.06, divergences); see ``bench/reports/fit.json``. ``marginal``
 integrates theta out of the likelihood (adaptive Gauss–Hermite per study, see
 :mod:`bayes_va.marginal`)::
 

@@ -8,7 +8,7 @@ Measures
    parametrisation (centred, non-centred) and backend (nutpie, pymc; numpyro if installed).
 3. Wall time of the exact quadrature posterior (median of 20).
 
-Writes ``bench/results/fit.json`` and ``bench/results/fit.md``. Run: ``make bench`` (or
+Writes ``bench/reports/fit.json`` and ``bench/reports/fit.md``. Run: ``make bench`` (or
 ``.venv/bin/python bench/bench_fit.py [--quick]``). Not part of CI.
 """
 
@@ -27,7 +27,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "bench" / "reports"
 TARGETS = {"warm_fit_wall_s": 5.0, "ess_tau_per_s": 30000.0, "exact_s": 0.1}
 
 

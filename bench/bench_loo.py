@@ -14,7 +14,7 @@ Measures
 5. Power-scaling prior sensitivity of the base fit's headline quantities.
 6. Wall time of ``write_report`` on the base fit.
 
-Writes ``bench/results/loo.json`` and ``bench/results/loo.md``. Run:
+Writes ``bench/reports/loo.json`` and ``bench/reports/loo.md``. Run:
 ``.venv/bin/python bench/bench_loo.py [--quick]`` from the project root. Not part of CI.
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "bench" / "reports"
 TARGETS = {"marginal_loglik_4000x14_s": 1.0}
 
 

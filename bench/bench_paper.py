@@ -3,7 +3,7 @@
 Copies ``data/``, ``models/`` and ``paper/`` (sources only) into a temporary project, then times
 ``bayes-va paper --clean`` (every fit runs; the persistent compile cache of the machine is used
 as it is) and, after changing one prior value in one sensitivity config, ``bayes-va paper``
-(only that scenario refits). Writes ``bench/results/paper.json`` and ``paper.md``.
+(only that scenario refits). Writes ``bench/reports/paper.json`` and ``paper.md``.
 Run: ``.venv/bin/python bench/bench_paper.py``. Not part of CI.
 """
 
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "bench" / "reports"
 TARGETS = {"cold_s": 300.0, "warm_after_change_s": 20.0}
 CHANGED = Path("models/sensitivity/tau_halfnormal_2.toml")
 

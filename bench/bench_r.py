@@ -7,7 +7,7 @@ What it does
    ``bayes_va.dataset``, and single-arm proportion datasets that ship with metafor (package
    metadat: ``dat.pritz1997``, ``dat.debruin2009``, ``dat.hannum2020`` and the control arms of
    ``dat.pagliaro1992``), exported by R inside the run. All go to CSV files (study, events, n)
-   in ``bench/results/cache/r_anchors/`` (git-ignored), which both sides read.
+   in ``bench/reports/cache/r_anchors/`` (git-ignored), which both sides read.
 2. Classical GLMM: ``bayes_va.glmm.fit_glmm`` vs ``metafor::rma.glmm(measure = "PLO",
    method = "ML")`` (``bench/r/metafor_glmm.R``). Target: μ̂, τ̂ and the 95 % CI agree to 3
    significant digits (|difference| ≤ half a unit in the 3rd significant digit of metafor's
@@ -26,7 +26,7 @@ What it does
    chains serial and parallel), with ESS(τ)/s. Targets: bayes_va warm ≥ 9x faster wall than
    brms, and ≤ 100x metafor's wall.
 
-Writes ``bench/results/r_anchors.json`` and ``bench/results/r_anchors.md``.
+Writes ``bench/reports/r_anchors.json`` and ``bench/reports/r_anchors.md``.
 
 Run: ``.venv/bin/python bench/bench_r.py --setup`` (installs R from Debian packages with
 apt-get first; needs root or sudo) or without ``--setup`` when R is installed. See
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "bench" / "reports"
 CACHE = OUT / "cache" / "r_anchors"
 R_DIR = ROOT / "bench" / "r"
 BASE = ROOT / "models" / "base.toml"

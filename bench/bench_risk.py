@@ -9,7 +9,7 @@ Measures, for the recompression and revision models (4,000 draws each):
 3. ``RiskModel.risk`` returning the full ``(sample, patient)`` DataArray (320 MB of float64).
 
 The revision baseline comes from ``results/base`` when that folder exists, else from the exact
-quadrature posterior of ``models/base.toml`` (no MCMC). Writes ``bench/results/risk.json``.
+quadrature posterior of ``models/base.toml`` (no MCMC). Writes ``bench/reports/risk.json``.
 Run: ``.venv/bin/python bench/bench_risk.py [--profiles N] [--repeats R]``. Not part of CI.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "bench" / "reports"
 TARGET_S = 2.0
 SEED = 20231123
 

@@ -3,7 +3,7 @@
 Runs ``bayes_va.sbc.run_sbc("models/base.toml", N)`` (full sampler settings, the 14 revision
 studies' sizes) on a local cluster with one worker per core, resumable: the run folder is
 ``results/sbc/base_bench/`` (git-ignored; rerun with ``--resume`` after an interruption), and
-the summary, coverage table and figure are copied to ``bench/results/sbc_base.*``.
+the summary, coverage table and figure are copied to ``bench/reports/sbc_base.*``.
 
 Run: ``.venv/bin/python bench/bench_sbc.py [--replications 500] [--resume] [--workers N]``
 (about 6 minutes for 500 on 2 cores). Not part of CI.
@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "bench" / "reports"
 RUN = ROOT / "results" / "sbc" / "base_bench"
 KINDS = ("R-hat", "bulk ESS", "tail ESS", "divergent", "E-BFMI")
 

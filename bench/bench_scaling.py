@@ -15,7 +15,7 @@ Measures
    diagnostics, the exact quadrature reference, the GLMM) is timed separately for k <= 1,000:
    see the notes in the report.
 
-Writes ``bench/results/scaling.json`` and ``bench/results/scaling.md``. Run:
+Writes ``bench/reports/scaling.json`` and ``bench/reports/scaling.md``. Run:
 ``.venv/bin/python bench/bench_scaling.py [--quick] [--skip-workers] [--skip-k]``. Not part of CI.
 """
 
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "bench" / "reports"
 SIZES = (843, 1395, 80864, 1932, 86, 827, 79225, 1646, 102, 2465, 109, 173, 14527, 1523)
 TARGET_SPEEDUP = 1.7
 TARGET_K10000_S = 30.0

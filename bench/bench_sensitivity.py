@@ -16,7 +16,7 @@ Measures, in one run
    would add if it reported the reference.
 
 Targets (issue 9): ≤ 0.25 s per extra same-structure scenario, ≤ 60 s for the full set.
-Writes ``bench/results/sensitivity.json`` and ``bench/results/sensitivity.md``.
+Writes ``bench/reports/sensitivity.json`` and ``bench/reports/sensitivity.md``.
 Run: ``.venv/bin/python bench/bench_sensitivity.py [--repeats N] [--skip-full]``. Not part of CI.
 """
 
@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "results"
+OUT = ROOT / "bench" / "reports"
 BASE = ROOT / "models" / "base.toml"
 SENS = sorted((ROOT / "models" / "sensitivity").glob("*.toml"))
 TARGETS = {"extra_scenario_s": 0.25, "full_set_s": 60.0}

@@ -3,7 +3,7 @@
 #   Rscript bench/r/export_datasets.R OUT_DIR
 #
 # Writes OUT_DIR/<id>.csv (columns study, events, n) and OUT_DIR/datasets.json (metadata).
-# The copies are a cache of the benchmark run (bench/results/cache/, git-ignored), never
+# The copies are a cache of the benchmark run (bench/reports/cache/, git-ignored), never
 # committed: the source of truth is the installed metadat package.
 args <- commandArgs(TRUE)
 if (length(args) != 1) stop("usage: export_datasets.R OUT_DIR")
