@@ -27,14 +27,18 @@ def _min(tree: xr.DataTree) -> float:
 
 def mcse_table(tree: xr.DataTree) -> dict[str, dict[str, float]]:
     """MCSE of the mean and of the 2.5/50/97.5 % quantiles of the headline quantities."""
-    out: dict[str, dict[str, float]] = {}
-    for var in (v for v in HEADLINE if v in tree["posterior"].data_vars):
-        row = {"mean": float(az.mcse(tree, var_names=[var], method="mean")[var].values)}
-        for q in HEADLINE_PROBS:
-            m = az.mcse(tree, var_names=[var], method="quantile", prob=q)
-            row[f"q{q * 100:g}"] = float(m[var].values)
-        out[var] = row
-    return out
+    names = [v for v in HEADLINE if v in tree["posterior"].data_vars]
+    # one ArviZ call per statistic over all variables (not one per variable): same numbers,
+    # a third of the time
+    means = az.mcse(tree, var_names=names, method="mean")
+    quantiles = {
+        q: az.mcse(tree, var_names=names, method="quantile", prob=q) for q in HEADLINE_PROBS
+    }
+    return {
+        v: {"mean": float(means[v].values)}
+        | {f"q{q * 100:g}": float(quantiles[q][v].values) for q in HEADLINE_PROBS}
+        for v in names
+    }
 
 
 def compute_diagnostics(tree: xr.DataTree, thresholds: DiagnosticsConfig) -> dict[str, Any]:

@@ -48,6 +48,7 @@ def fit(
     overrides: dict[str, Any] | list[str] | None = None,
     data: StudyData | None = None,
     out_dir: str | Path | None = None,
+    reference: bool = True,
 ) -> FitResult:
     """Fit a model config and return its result.
 
@@ -61,6 +62,9 @@ def fit(
         Use these counts instead of the config's data selection (simulations).
     out_dir : path, optional
         If given, write the results folder there (see :mod:`bayes_va.results`).
+    reference : bool
+        Compute the quadrature reference posterior (intercept-only models with k <=
+        :data:`EXACT_MAX_K`); callers that never show it (sensitivity rows) may skip it.
 
     Returns
     -------
@@ -85,7 +89,8 @@ def fit(
     # posterior of the same family and priors, and the classical (logit-normal) GLMM.
     plain = not cfg.model.moderators
     t0 = time.perf_counter()
-    ref = exact_posterior(cfg, data) if plain and data.k <= EXACT_MAX_K else None
+    use_exact = reference and plain and data.k <= EXACT_MAX_K
+    ref = exact_posterior(cfg, data) if use_exact else None
     t_exact = time.perf_counter() - t0
     classical = glmm.fit_glmm(data.y, data.n) if plain else None
 
