@@ -18,7 +18,7 @@ PAPER = ROOT / "paper"
 ALLOWED = [
     r"\b(19|20)\d\d\b",  # publication years in citations
     r"\bTables? [12]( and Table [12])?\b",  # the review's own tables
-    r"\d+(\.\d+)?(pt|em|cm|mm)",  # lengths
+    r"\d+(\.\d+)?(pt|em|cm|mm|fr)",  # lengths and fractions of the line width
     r"width: \d+%",  # widths
     r"\^2",  # tau^2 notation
     r"\.at\(\d+\)",  # indexing into result arrays
