@@ -22,13 +22,14 @@ diagnostics are kept in every statistic and counted; tasks that raised are count
 
 The replications run through :mod:`bayes_va.executor` (dask), one record per replication on
 disk, so a run can be interrupted and resumed, and its results do not depend on the workers.
+
+The ECDF test and verdicts live in :mod:`bayes_va.sbc_stats`, the output files and figure in
+:mod:`bayes_va.sbc_outputs`; their names are re-exported here.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,12 +38,19 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from . import atomic
 from .config import Config, PriorsConfig, load_config
 from .dataset import build_dataset, from_counts
 from .errors import ConfigError
 from .executor import ClusterSpec, RunReport, TaskStore, run_tasks
 from .priors import frozen
+from .sbc_outputs import HIST_BAND_PROB as HIST_BAND_PROB
+from .sbc_outputs import coverage_markdown as coverage_markdown
+from .sbc_outputs import hash_ranks as hash_ranks
+from .sbc_outputs import plot as plot
+from .sbc_outputs import write_outputs
+from .sbc_stats import BAND_PROB, ECDFTest, _shape, _verdict, ecdf_test
+from .sbc_stats import N_BAND_SIMULATIONS as N_BAND_SIMULATIONS
+from .sbc_stats import SHAPE_Z as SHAPE_Z
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -64,14 +72,6 @@ COVERAGE_LEVELS = (0.5, 0.8, 0.95)
 #: Ranks are taken among this many thinned draws by default (ranks 0..99: 100 values, which
 #: split into 20 histogram bins of 5).
 DEFAULT_THIN = 99
-#: Level of the simultaneous ECDF band; a quantity whose ECDF leaves it is miscalibrated.
-BAND_PROB = 0.95
-#: Uniform rank samples simulated to place the band and compute the test's p-value.
-N_BAND_SIMULATIONS = 4000
-#: Pointwise band of the rank histogram (binomial, per bin), as in Talts et al.'s figures.
-HIST_BAND_PROB = 0.99
-#: |z| above which a mean or spread deviation of the ranks is named in a verdict.
-SHAPE_Z = 2.0
 
 
 # --------------------------------------------------------------------------- one replication
@@ -244,132 +244,6 @@ def replicate(spec: SBCSpec, index: int, seed: int) -> dict[str, Any]:
         },
         "timings": d["timings"],
     }
-
-
-# --------------------------------------------------------------------------- ECDF band and test
-
-
-@dataclass(frozen=True)
-class ECDFTest:
-    """The rank ECDF of one quantity against uniformity, with its simultaneous band.
-
-    Attributes
-    ----------
-    z : numpy.ndarray
-        Evaluation points ``j / (thin + 1)``, ``j = 1..thin`` (where the uniform CDF of the
-        fractional rank is exactly ``z``).
-    diff : numpy.ndarray
-        ECDF minus ``z``.
-    lower, upper : numpy.ndarray
-        The simultaneous band for ``diff`` at level :data:`BAND_PROB`.
-    p_value : float
-        Monte-Carlo p-value of the band test (small: the ECDF leaves the band).
-    """
-
-    z: np.ndarray
-    diff: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    p_value: float
-
-
-def _pointwise_tail_table(n: int, z: np.ndarray) -> np.ndarray:
-    """Two-sided binomial tail probability of every count ``0..n`` at every point ``z``.
-
-    Shape ``(z.size, n + 1)``: ``min(1, 2 min(P(X <= c), P(X >= c)))``, ``X ~ Bin(n, z_j)``.
-    """
-    c = np.arange(n + 1)[None, :]
-    zz = z[:, None]
-    lower = special.bdtr(c, n, zz)
-    upper = np.where(c <= 0, 1.0, 1.0 - special.bdtr(c - 1, n, zz))
-    return np.minimum(1.0, 2.0 * np.minimum(lower, upper))
-
-
-def _min_tail_prob(table: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Smallest pointwise tail probability over the points (last axis of ``counts``)."""
-    return table[np.arange(table.shape[0]), counts].min(axis=-1)
-
-
-def ecdf_test(
-    ranks: np.ndarray,
-    thin: int,
-    prob: float = BAND_PROB,
-    n_simulations: int = N_BAND_SIMULATIONS,
-    seed: int = 0,
-) -> ECDFTest:
-    """ECDF of ranks on ``0..thin`` against the discrete uniform, with a simultaneous band.
-
-    The band is the simulation method of Säilynoja, Bürkner & Vehtari (2022, Stat. Comput.
-    32:32): for uniform rank samples of the same size, take the smallest two-sided pointwise
-    binomial tail probability over the evaluation points; the band is the pointwise binomial
-    band whose level is that statistic's ``1 - prob`` quantile. The same statistic of the
-    observed ranks gives the test's p-value. Ranks are discrete, so the ECDF is evaluated at
-    ``j / (thin + 1)``, where the uniform CDF of ``(rank + 1) / (thin + 1)`` is exact.
-
-    Parameters
-    ----------
-    ranks : array_like of int
-        Ranks in ``0..thin``.
-    thin : int
-        Largest possible rank.
-    prob : float
-        Band level.
-    n_simulations : int
-        Uniform samples simulated.
-    seed : int
-        Seed of the simulation (the band is reproducible).
-
-    Returns
-    -------
-    ECDFTest
-    """
-    r = np.asarray(ranks, dtype=np.int64)
-    n = r.size
-    j = np.arange(1, thin + 1)
-    z = j / (thin + 1.0)
-    if n == 0:
-        nan = np.full(thin, np.nan)
-        return ECDFTest(z, nan, nan, nan, float("nan"))
-    counts = np.cumsum(np.bincount(r, minlength=thin + 1))[:-1]  # #(rank < j), j = 1..thin
-    rng = np.random.default_rng(seed)
-    sims = rng.integers(0, thin + 1, size=(n_simulations, n))
-    offsets = (np.arange(n_simulations) * (thin + 1))[:, None]
-    sim_counts = np.bincount((sims + offsets).ravel(), minlength=n_simulations * (thin + 1))
-    sim_counts = np.cumsum(sim_counts.reshape(n_simulations, thin + 1), axis=1)[:, :-1]
-    table = _pointwise_tail_table(n, z)
-    t_sim = _min_tail_prob(table, sim_counts)
-    t_obs = float(_min_tail_prob(table, counts))
-    p_value = (1.0 + np.sum(t_sim <= t_obs)) / (n_simulations + 1.0)
-    gamma = float(np.quantile(t_sim, 1.0 - prob))
-    lo = stats.binom.ppf(gamma / 2.0, n, z) / n
-    hi = stats.binom.ppf(1.0 - gamma / 2.0, n, z) / n
-    return ECDFTest(z, counts / n - z, lo - z, hi - z, float(p_value))
-
-
-def _shape(ranks: np.ndarray, thin: int) -> tuple[float, float]:
-    """z-scores of the ranks' mean (bias) and variance (spread) against the uniform."""
-    u = (np.asarray(ranks) + 0.5) / (thin + 1.0)
-    n = u.size
-    z_mean = (u.mean() - 0.5) / np.sqrt(1.0 / 12.0 / n)
-    z_var = (u.var() - 1.0 / 12.0) / np.sqrt(1.0 / 180.0 / n)
-    return float(z_mean), float(z_var)
-
-
-def _verdict(p_value: float, z_mean: float, z_var: float, alpha: float) -> str:
-    if not np.isfinite(p_value):
-        return "no replications"
-    if p_value >= alpha:
-        return "calibrated (ranks consistent with uniform)"
-    why = []
-    if z_mean > SHAPE_Z:
-        why.append("truth tends above the posterior: posterior biased low")
-    elif z_mean < -SHAPE_Z:
-        why.append("truth tends below the posterior: posterior biased high")
-    if z_var > SHAPE_Z:
-        why.append("U-shaped ranks: posterior too narrow (overconfident)")
-    elif z_var < -SHAPE_Z:
-        why.append("hump-shaped ranks: posterior too wide (underconfident)")
-    return "MISCALIBRATED" + (": " + "; ".join(why) if why else "")
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -608,126 +482,3 @@ def run_sbc(
     if write:
         write_outputs(result)
     return result
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-def coverage_markdown(coverage: pd.DataFrame) -> str:
-    """The coverage table as Markdown (percent, 95 % Clopper–Pearson interval)."""
-    lines = [
-        "| quantity | nominal | covered % (95% CI) | n | nominal inside CI |",
-        "|---|---|---|---|---|",
-    ]
-    for r in coverage.itertuples():
-        lines.append(
-            f"| {r.quantity} | {100 * r.level:g}% | {100 * r.covered:.1f} "
-            f"({100 * r.lower:.1f}–{100 * r.upper:.1f}) | {r.n} | "
-            f"{'yes' if r.ok else '**no**'} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_outputs(result: SBCResult) -> Path:
-    """Write the rank table, coverage table, summary JSON and the figure into the run folder."""
-    out, s = result.out_dir, result.summary
-    atomic.write_text(out / "sbc_ranks.csv", s.ranks.to_csv(index=False, float_format="%.10g"))
-    atomic.write_text(out / "sbc_coverage.csv", s.coverage.to_csv(index=False, float_format="%.6g"))
-    atomic.write_text(out / "sbc_coverage.md", coverage_markdown(s.coverage))
-    rep = result.report
-    fit_s = s.ranks["fit_seconds"]
-    summary = {
-        "config": result.spec.config.name,
-        "config_hash": result.spec.config.hash(),
-        "k": result.spec.k,
-        "thin": s.thin,
-        "replications": int(len(s.ranks) + len(s.errors)),
-        "fitted": len(s.ranks),
-        "errors": len(s.errors),
-        "failed_diagnostics": s.n_failed_diagnostics,
-        "lost_this_call": len(rep.lost),
-        "verdicts": s.verdicts.replace({np.nan: None}).to_dict(orient="records"),
-        "coverage": s.coverage.replace({np.nan: None}).to_dict(orient="records"),
-        "calibrated": s.calibrated,
-        "wall_seconds_this_call": rep.wall_seconds,
-        "fits_this_call": len(rep.ran),
-        "median_fit_seconds": float(fit_s.median()) if len(fit_s) else None,
-        "where": rep.where,
-    }
-    atomic.write_text(
-        out / "sbc_summary.json",
-        json.dumps(summary, indent=2, sort_keys=True, default=float) + "\n",
-    )
-    if len(s.ranks):
-        plot(s, out / "sbc.png")
-        plot(s, out / "sbc.svg")
-    return out
-
-
-def plot(summary: SBCSummary, path: str | Path, bins: int | None = None) -> None:
-    """Rank histograms (top) and ECDF differences with simultaneous bands (bottom).
-
-    Fits that failed their diagnostics are stacked in red on the histograms, so they are seen,
-    not dropped; the grey band is the 99 % range of a bin count under uniform ranks.
-    """
-    import matplotlib.pyplot as plt
-
-    from .figures import save_figure
-
-    quantities = [c.removeprefix("rank_") for c in summary.ranks.columns if c.startswith("rank_")]
-    values = summary.thin + 1
-    if bins is None:
-        bins = next((b for b in (20, 25, 10, 5) if values % b == 0 and values // b >= 2), values)
-    n = len(summary.ranks)
-    fig, axes = plt.subplots(
-        2, len(quantities), figsize=(2.9 * len(quantities), 5.2), squeeze=False
-    )
-    edges = np.linspace(0, values, bins + 1)
-    lo, hi = stats.binom.ppf([(1 - HIST_BAND_PROB) / 2, (1 + HIST_BAND_PROB) / 2], n, 1 / bins)
-    ok = summary.ranks["diagnostics_ok"].to_numpy()
-    verdicts = summary.verdicts.set_index("quantity")
-    for col, q in enumerate(quantities):
-        r = summary.ranks[f"rank_{q}"].to_numpy()
-        ax = axes[0, col]
-        ax.axhspan(lo, hi, color="0.88", zorder=0)
-        ax.axhline(n / bins, color="0.5", lw=0.8)
-        ax.hist(
-            [r[ok], r[~ok]],
-            bins=edges,
-            stacked=True,
-            color=["C0", "C3"],
-            label=["diagnostics ok", "failed diagnostics"],
-        )
-        ax.set_title(q, fontsize=10)
-        ax.set_xlabel(f"rank (0–{summary.thin})", fontsize=8)
-        t = summary.tests[q]
-        ax = axes[1, col]
-        ax.fill_between(t.z, t.lower, t.upper, step="mid", color="0.85", zorder=0)
-        ax.axhline(0, color="0.5", lw=0.8)
-        ax.step(t.z, t.diff, where="mid", color="C0")
-        v = verdicts.loc[q, "verdict"]
-        ax.set_title(
-            f"p = {t.p_value:.3f}: {'ok' if v.startswith('calibrated') else 'MISCAL.'}",
-            fontsize=9,
-            color="k" if v.startswith("calibrated") else "C3",
-        )
-        ax.set_xlabel("fractional rank", fontsize=8)
-    axes[0, 0].set_ylabel("replications")
-    axes[1, 0].set_ylabel(f"ECDF − uniform ({100 * BAND_PROB:g}% band)")
-    axes[0, -1].legend(fontsize=7, loc="upper right")
-    n_fail = summary.n_failed_diagnostics
-    fig.suptitle(
-        f"SBC: {n} replications ({n_fail} failed diagnostics, shown in red; "
-        f"{len(summary.errors)} raised)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-
-
-def hash_ranks(summary: SBCSummary) -> str:
-    """SHA-256 of the rank table's ranks and truths (equal runs give equal hashes)."""
-    cols = [c for c in summary.ranks.columns if c != "fit_seconds"]
-    blob = summary.ranks[cols].to_csv(index=False, float_format="%.17g").encode()
-    return hashlib.sha256(blob).hexdigest()
