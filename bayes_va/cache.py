@@ -34,6 +34,7 @@ FIT_MODULES = (
     "priors",
     "results",
     "provenance",
+    "marginal",
 )
 
 
@@ -42,7 +43,15 @@ def code_hash() -> str:
     """SHA-256 over the fitting modules' source and the numerical stack's versions."""
     h = hashlib.sha256()
     root = Path(__file__).resolve().parent
-    for f in (root / f"{m}.py" for m in FIT_MODULES):
+    files = []
+    for m in FIT_MODULES:  # a module is a file or a package folder
+        if (root / f"{m}.py").exists():
+            files.append(root / f"{m}.py")
+        elif (root / m / "__init__.py").exists():
+            files += sorted((root / m).rglob("*.py"))
+        else:  # a renamed module must not silently drop out of the cache key
+            raise FileNotFoundError(f"bayes_va.cache.FIT_MODULES names a missing module {m!r}")
+    for f in files:
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
     h.update(repr(sorted(package_versions().items())).encode())
