@@ -41,8 +41,14 @@ def mcse_table(tree: xr.DataTree) -> dict[str, dict[str, float]]:
     }
 
 
-def compute_diagnostics(tree: xr.DataTree, thresholds: DiagnosticsConfig) -> dict[str, Any]:
+def compute_diagnostics(
+    tree: xr.DataTree, thresholds: DiagnosticsConfig, sampled_theta: bool = True
+) -> dict[str, Any]:
     """Summarise convergence and compare it with ``thresholds``.
+
+    With ``sampled_theta=False`` (the ``marginal`` parametrisation) the study effects are exact
+    draws from their conditionals given the sampled hyperparameters, so only the sampled
+    parameters are checked; this keeps the check fast for thousands of studies.
 
     Returns
     -------
@@ -51,7 +57,11 @@ def compute_diagnostics(tree: xr.DataTree, thresholds: DiagnosticsConfig) -> dic
         ``mcse`` (headline quantities), ``failures`` (list of plain-language reasons) and
         ``ok`` (no failures).
     """
-    names = [v for v in CHECKED_VARS if v in tree["posterior"].data_vars]
+    names = [
+        v
+        for v in CHECKED_VARS
+        if v in tree["posterior"].data_vars and (sampled_theta or v != "theta")
+    ]
     rhat = _max(az.rhat(tree, var_names=names))
     ess_bulk = _min(az.ess(tree, var_names=names, method="bulk"))
     ess_tail = _min(az.ess(tree, var_names=names, method="tail"))

@@ -83,7 +83,9 @@ def fit(
     design = build_design(data.table, cfg.model.moderators, cfg.model.reference)
     run = run_sampler(cfg, data, design)
     tree = add_derived(run.tree, data, cfg.sampler.seed, cfg.model.family, design)
-    diag = compute_diagnostics(tree, cfg.diagnostics)
+    diag = compute_diagnostics(
+        tree, cfg.diagnostics, sampled_theta=cfg.model.parametrisation != "marginal"
+    )
 
     # The references apply to the intercept-only model on the same data: the quadrature
     # posterior of the same family and priors, and the classical (logit-normal) GLMM.
