@@ -132,6 +132,11 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     return build_paper(clean=args.clean)
 
 
+def _add_set_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` config override (parsed by ``config.parse_override``)."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -156,13 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="fit a model config and write results/<name>/")
     f.add_argument("config", help="TOML config, e.g. models/base.toml")
-    f.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set priors.tau.sigma=0.5",
-    )
+    _add_set_option(f, "override a config key, e.g. --set priors.tau.sigma=0.5")
     f.add_argument("--out", help="results folder (default: RESULTS_ROOT/<config name>)")
     f.add_argument("--results-root", default="results")
     f.add_argument(
@@ -177,13 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base", default="models/base.toml")
     s.add_argument("--no-loo", action="store_true", help="skip leave-one-study-out refits")
     s.add_argument("--out", default="results/sensitivity")
-    s.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override applied to every scenario, e.g. --set sampler.draws=500",
-    )
+    _add_set_option(s, "override applied to every scenario, e.g. --set sampler.draws=500")
     s.add_argument("--scheduler", help="dask scheduler address (default: run in this process)")
     s.add_argument("--workers", type=int, help="fit on a local dask cluster of this many workers")
     s.set_defaults(func=_cmd_sensitivity)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exact, glmm
-from .config import Config, load_config
+from .config import Config, load_config, parse_override
 from .dataset import StudyData, build_dataset
 from .derived import add_derived
 from .diagnostics import compute_diagnostics
@@ -74,7 +74,9 @@ def fit(
     """
     t_start = time.perf_counter()
     if isinstance(config, Config):
-        cfg = config.replace(**dict(overrides)) if isinstance(overrides, dict) else config
+        if isinstance(overrides, list):  # "key=value" strings, as on the command line
+            overrides = dict(parse_override(o) for o in overrides)
+        cfg = config.replace(**overrides) if overrides else config
     else:
         cfg = load_config(config, overrides)
     if data is None:
