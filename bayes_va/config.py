@@ -87,14 +87,16 @@ class DataConfig:
 class ModelConfig:
     """Likelihood family and parametrisation.
 
-    ``centred`` is the default: with two studies of n ≈ 80,000 the data pin their θ_i, and the
-    centred form mixes far better there (see ``bench/reports/fit.json``). ``marginal``
-    (logit-normal only) integrates θ_i out, so the sampler sees μ, τ (and β) only: the fast
-    route for large k (``bench/reports/scaling.md``).
+    ``marginal`` is the default (logit-normal family): θ_i are integrated out by adaptive
+    Gauss–Hermite quadrature, so the sampler sees μ, τ (and β) only and there is no funnel
+    whatever the study sizes, then θ_i are drawn exactly from their conditionals. The centred
+    form suits a few huge studies and the non-centred one many small ones; neither holds on
+    both, and the marginal route does (``bench/reports/robustness.md``). ``centred`` and
+    ``noncentred`` stay available for comparison.
     """
 
     family: Literal["logit_normal", "beta_binomial"] = "logit_normal"
-    parametrisation: Literal["centred", "noncentred", "marginal"] = "centred"
+    parametrisation: Literal["centred", "noncentred", "marginal"] = "marginal"
     #: Study-level moderators (meta-regression), see :mod:`bayes_va.moderators`.
     moderators: tuple[str, ...] = ()
     #: Reference level (categorical) or centre (continuous) per moderator; defaults are the
