@@ -76,6 +76,9 @@ def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, objec
         values["log_binom_coef"] = log_binom_coef(data.y, data.n)
         values["quad_rule"] = node_rule(data.y, data.n)
         values["first_same_counts"] = first_duplicate(data.y, data.n)
+        values["empirical_logit"], values["empirical_logit_var"] = empirical_logits(
+            data.y, data.n
+        )
     if design.X.shape[1]:
         values["X"] = design.X
     for which, prior in _used_priors(cfg, design.X.shape[1]).items():
@@ -118,6 +121,9 @@ def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
     with pm.Model(coords=coords) as model:
         n = pm.Data("n", data.n, dims="study")
         y_obs = pm.Data("y_obs", data.y, dims="study")
+        if cfg.model.family == "logit_normal" and cfg.model.parametrisation == "marginal":
+            _marginal_model(data, design, priors, n, y_obs)
+            return model
         mu = _prior("mu", priors["mu"])
         eta = mu
         if n_coef:
@@ -158,3 +164,49 @@ def _marginal_likelihood(data: StudyData, n, y_obs, eta, tau) -> None:
         return marginal_loglik(value, n, log_coef, rule, first, eta, tau)
 
     pm.CustomDist("y", eta, tau, n, log_coef, rule, first, logp=logp, observed=y_obs, dims="study")
+
+
+def _marginal_model(data: StudyData, design: Design, priors: dict[str, Prior], n, y_obs) -> None:
+    """The ``marginal`` route: ``tau`` (and ``beta``) sampled, ``mu`` whitened given them.
+
+    With θ integrated out the posterior lives on (μ, log τ, β), and μ's conditional spread
+    still changes with τ (a small funnel: about τ/√k wide when τ dominates the studies'
+    sampling error, about the pooled standard error when it does not); on sparse data sets
+    that gave divergences (bench/reports/robustness.md). So μ is sampled as
+    ``mu = m(tau, beta) + s(tau) * mu_z`` with m, s the inverse-variance mean and standard
+    error of the studies' empirical logits ((y + 1/2) / (n - y + 1/2)) at that τ: an exact
+    change of variables (μ's prior and the log-Jacobian log s enter as a potential), so the
+    posterior is unchanged; only its shape seen by the sampler is.
+    """
+    import pytensor.tensor as pt
+
+    y_hat, s2 = empirical_logits(data.y, data.n)
+    y_hat_d = pm.Data("empirical_logit", y_hat, dims="study")
+    s2_d = pm.Data("empirical_logit_var", s2, dims="study")
+    tau = _prior("tau", priors["tau"])
+    target = y_hat_d
+    eta_offset = 0.0
+    if design.X.shape[1]:
+        X = pm.Data("X", design.X, dims=("study", "coef"))
+        beta = _prior("beta", priors["beta"], dims="coef")
+        eta_offset = pm.math.dot(X, beta)
+        target = y_hat_d - eta_offset
+    w = 1.0 / (s2_d + tau**2)
+    centre = pt.sum(w * target) / pt.sum(w)
+    scale = 1.0 / pt.sqrt(pt.sum(w))
+    mu_z = pm.Flat("mu_z")
+    mu = pm.Deterministic("mu", centre + scale * mu_z)
+    prior_mu = priors["mu"]
+    params = {p: pm.Data(f"prior_mu_{p}", v) for p, v in prior_mu.params.items()}
+    prior_dist = getattr(pm, prior_mu.dist).dist(**params)
+    pm.Potential("mu_prior", pm.logp(prior_dist, mu) + pt.log(scale))
+    _marginal_likelihood(data, n, y_obs, mu + eta_offset, tau)
+
+
+def empirical_logits(y, n):
+    """Empirical logits and their approximate variances (1/2 added to every cell)."""
+    import numpy as np
+
+    y = np.asarray(y, dtype=float)
+    n = np.asarray(n, dtype=float)
+    return np.log((y + 0.5) / (n - y + 0.5)), 1.0 / (y + 0.5) + 1.0 / (n - y + 0.5)

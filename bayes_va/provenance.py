@@ -11,6 +11,10 @@ from typing import Any
 
 from .schemas import TABLES
 
+# The pinned install (see README, "Pinned installs"): exact versions and SHA-256 hashes of every
+# package, at the root of a source checkout.
+LOCK_FILE = "requirements.lock"
+
 PACKAGES = ("bayes_va", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy", "pandas", "xarray")
 
 
@@ -23,6 +27,21 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def lock_hash(root: Path | None = None) -> str | None:
+    """SHA-256 of the checkout's lock file, as ``sha256sum requirements.lock`` prints it.
+
+    ``make`` installs the environment from this file (and reinstalls when it changes).
+    ``root`` is the source checkout (default: the one this package is imported from). ``None``
+    when there is no lock, e.g. bayes_va installed from a wheel rather than from a checkout.
+    """
+    if root is None:
+        root = Path(__file__).resolve().parent.parent
+    f = Path(root) / LOCK_FILE
+    if not (f.is_file() and (Path(root) / "pyproject.toml").is_file()):
+        return None
+    return hashlib.sha256(f.read_bytes()).hexdigest()
 
 
 def data_files_hash(data_dir: Path) -> dict[str, str]:
@@ -41,6 +60,7 @@ def provenance_record(cfg: Any, data: Any) -> dict[str, Any]:
         "config": cfg.to_dict(),
         "config_hash": cfg.hash(),
         "data_hash": data.hash(),
+        "lock_hash": lock_hash(),
         "data_files": data_files_hash(cfg.data_dir),
         "data_steps": list(data.steps),
         "studies": list(data.study),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create or refresh the project's virtual environment; fail loudly on the wrong interpreter.
-# Usage: scripts/setup-venv.sh PYTHON VENV_DIR
+# Create or refresh the project's virtual environment from requirements.lock (exact versions,
+# hash-checked; see README, "Pinned installs"); fail loudly on the wrong interpreter.
+# Usage: scripts/setup-venv.sh PYTHON VENV_DIR   (make venv / make VENV=/tmp/v venv)
 set -euo pipefail
 python_cmd=${1:-python3.12}
 venv=${2:-.venv}
@@ -21,8 +22,52 @@ if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c 'import sys; sys.exit(0 
   echo "existing $venv uses an old Python; recreating it" >&2
   rm -rf "$venv"
 fi
+lock=requirements.lock
+if [ ! -f "$lock" ]; then
+  echo "error: $lock is missing; 'make lock' writes it (see README, \"Pinned installs\")." >&2
+  exit 1
+fi
 start=$(date +%s)
 [ -x "$venv/bin/python" ] || "$python_cmd" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null
-"$venv/bin/python" -m pip install --quiet -e ".[test]"
-echo "environment ready in $(( $(date +%s) - start )) s ($("$venv/bin/python" -V))"
+vpy="$venv/bin/python"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Everything comes from the lock, hash-checked: first pip itself (the installer), then the whole
+# lock (runtime + test/lint/dev extras + setuptools). Without --no-deps, pip also refuses a lock
+# that misses a dependency of a locked package (no hash for it).
+awk '/^pip==/{p=1} p{print; if ($0 !~ /\\$/) exit}' "$lock" > "$tmp/pip.txt"
+"$vpy" -m pip install --quiet --require-hashes --no-deps -r "$tmp/pip.txt"
+"$vpy" -m pip install --quiet --require-hashes -r "$lock"
+# The project itself, editable, built offline by the locked setuptools: nothing unhashed is fetched.
+"$vpy" -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
+
+# A dependency added to pyproject.toml but not yet locked would be silently missing: stop here.
+"$vpy" -m pip check >/dev/null || { "$vpy" -m pip check >&2; exit 1; }
+"$vpy" -I - <<'PY'  # -I: not a stale ./bayes_va.egg-info from an old install
+import sys
+from importlib.metadata import PackageNotFoundError, requires, version
+
+from packaging.requirements import Requirement
+
+todo, seen, bad = ["dev"], set(), []
+while todo:  # the project's own dependencies and its dev extra (which includes test and lint)
+    extra = todo.pop()
+    seen.add(extra)
+    for line in requires("bayes_va") or []:
+        req = Requirement(line)
+        if req.marker and not req.marker.evaluate({"extra": extra}):
+            continue
+        if req.name.replace("_", "-").lower() == "bayes-va":
+            todo += [e for e in req.extras if e not in seen]
+            continue
+        try:
+            if not req.specifier.contains(version(req.name), prereleases=True):
+                bad.append(f"{req} (locked {version(req.name)})")
+        except PackageNotFoundError:
+            bad.append(f"{req} (not in the lock)")
+if bad:
+    sys.exit("error: requirements.lock does not satisfy pyproject.toml; run 'make lock':\n  "
+             + "\n  ".join(sorted(set(bad))))
+PY
+echo "environment ready in $(( $(date +%s) - start )) s ($("$vpy" -V), $lock $(sha256sum "$lock" | cut -c1-16))"
