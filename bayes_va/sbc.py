@@ -15,10 +15,14 @@ Checked quantities (logit-normal family; ``phi`` replaces ``tau`` for the beta-b
   ``predictive`` draws;
 * ``p_1``: the first study's proportion, against its posterior (shrunken) proportion.
 
-Verdicts use the ECDF of the ranks and its simultaneous 95 % band (Säilynoja, Bürkner & Vehtari
-2022, the simulation method): a quantity whose rank ECDF leaves the band (test p < 0.05) is
-miscalibrated, and the shape says how (bias, too narrow, too wide). Fits that fail their
-diagnostics are kept in every statistic and counted; tasks that raised are counted.
+Verdicts use the ECDF of the ranks (Säilynoja, Bürkner & Vehtari 2022), with an exact p-value
+per quantity; the p-values of the checked quantities are adjusted by Holm's step-down method,
+and a quantity is miscalibrated when its adjusted p-value is at most the family-wise level
+(:data:`~bayes_va.sbc_stats.FAMILY_ALPHA`, 0.01), the shape saying how (bias, too narrow, too
+wide). Otherwise there is *no evidence of miscalibration*, reported together with the smallest
+miscalibration the run's N would detect with 80 % power (:func:`~bayes_va.sbc_stats.detectable`).
+Fits that fail their diagnostics are kept in every statistic and counted; tasks that raised are
+counted.
 
 The replications run through :mod:`bayes_va.executor` (dask), one record per replication on
 disk, so a run can be interrupted and resumed, and its results do not depend on the workers.
@@ -48,19 +52,37 @@ from .sbc_outputs import coverage_markdown as coverage_markdown
 from .sbc_outputs import hash_ranks as hash_ranks
 from .sbc_outputs import plot as plot
 from .sbc_outputs import write_outputs
-from .sbc_stats import BAND_PROB, ECDFTest, _shape, _verdict, ecdf_test
+from .sbc_stats import BAND_PROB as BAND_PROB
+from .sbc_stats import FAMILY_ALPHA as FAMILY_ALPHA
+from .sbc_stats import MISCALIBRATED as MISCALIBRATED
 from .sbc_stats import N_BAND_SIMULATIONS as N_BAND_SIMULATIONS
+from .sbc_stats import NO_EVIDENCE as NO_EVIDENCE
+from .sbc_stats import POWER_TARGET as POWER_TARGET
 from .sbc_stats import SHAPE_Z as SHAPE_Z
+from .sbc_stats import (
+    ECDFTest,
+    SBCPower,
+    _shape,
+    _verdict,
+    detectable,
+    ecdf_test,
+    family_verdict,
+    holm,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = [
     "COVERAGE_LEVELS",
+    "SBCPower",
     "SBCResult",
     "SBCSpec",
     "SBCSummary",
+    "detectable",
     "ecdf_test",
+    "family_verdict",
+    "holm",
     "replicate",
     "run_sbc",
     "simulate",
@@ -262,14 +284,19 @@ class SBCSummary:
         Per quantity and level: replications, covered share, its 95 % Clopper–Pearson interval
         and whether the nominal level lies inside it.
     verdicts : pandas.DataFrame
-        Per quantity: ECDF test p-value (all replications, and those passing diagnostics), rank
-        mean/variance z-scores and the verdict.
+        Per quantity: ECDF test p-value (all replications, and those passing diagnostics), its
+        Holm-adjusted value over the quantities (``ecdf_p_holm``), ``miscalibrated`` (adjusted
+        p-value at most ``alpha``), rank mean/variance z-scores and the verdict.
     errors : pandas.DataFrame
         Replications whose task raised: index, seed, error.
     tests : dict
         :class:`ECDFTest` per quantity (all replications), for the figure.
     thin : int
         Ranks run 0..thin.
+    alpha : float
+        Family-wise level of the verdicts.
+    power : SBCPower or None
+        The smallest miscalibration this N detects with 80 % power (None: no replications).
     """
 
     ranks: pd.DataFrame
@@ -278,6 +305,8 @@ class SBCSummary:
     errors: pd.DataFrame
     tests: dict[str, ECDFTest] = field(repr=False)
     thin: int = DEFAULT_THIN
+    alpha: float = FAMILY_ALPHA
+    power: SBCPower | None = None
 
     @property
     def n_failed_diagnostics(self) -> int:
@@ -285,18 +314,41 @@ class SBCSummary:
         return int((~self.ranks["diagnostics_ok"]).sum()) if len(self.ranks) else 0
 
     @property
+    def miscalibrated(self) -> bool:
+        """Whether some quantity is miscalibrated at the family-wise level (Holm)."""
+        return bool(self.verdicts["miscalibrated"].any())
+
+    @property
     def calibrated(self) -> bool:
-        """Whether every quantity's verdict is 'calibrated'."""
-        return bool(self.verdicts["verdict"].str.startswith("calibrated").all())
+        """``not miscalibrated`` (kept for old callers): no evidence of miscalibration.
+
+        Not a proof of calibration: read it with :attr:`power`.
+        """
+        return not self.miscalibrated
+
+    def verdict(self) -> str:
+        """The run's verdict in one sentence (with the power statement when nothing is found)."""
+        if not len(self.ranks):
+            return "no replications: no verdict"
+        head = f"family-wise alpha = {self.alpha:g} over {len(self.verdicts)} quantities (Holm)"
+        bad = self.verdicts.loc[self.verdicts["miscalibrated"], "quantity"].tolist()
+        if bad:
+            return f"{MISCALIBRATED}: {', '.join(bad)} at {head}."
+        tail = f" {self.power.text()}" if self.power is not None else ""
+        return f"{NO_EVIDENCE} at {head}.{tail}"
 
 
 def summarise(
     records: list[dict[str, Any]],
     quantities: tuple[str, ...],
     thin: int,
-    alpha: float = 1.0 - BAND_PROB,
+    alpha: float = FAMILY_ALPHA,
 ) -> SBCSummary:
-    """Ranks, coverage and verdicts from the stored replication records."""
+    """Ranks, coverage and verdicts from the stored replication records.
+
+    Each quantity's exact ECDF p-value is Holm-adjusted over ``quantities``; a quantity is
+    miscalibrated when its adjusted p-value is at most ``alpha`` (family-wise error rate).
+    """
     ok = [r for r in records if r["status"] == "ok"]
     errors = pd.DataFrame(
         [
@@ -349,24 +401,38 @@ def summarise(
     coverage = pd.DataFrame(cov_rows)
 
     tests, ver_rows = {}, []
-    for i, q in enumerate(quantities):
+    for q in quantities:
         all_r = ranks[f"rank_{q}"].to_numpy(dtype=np.int64)
         good_r = ranks.loc[ranks["diagnostics_ok"], f"rank_{q}"].to_numpy(dtype=np.int64)
-        tests[q] = ecdf_test(all_r, thin, seed=i)
-        p_good = ecdf_test(good_r, thin, seed=i).p_value
+        tests[q] = ecdf_test(all_r, thin)
         z_mean, z_var = _shape(all_r, thin) if all_r.size else (np.nan, np.nan)
         ver_rows.append(
             {
                 "quantity": q,
                 "n": int(all_r.size),
                 "ecdf_p": tests[q].p_value,
-                "ecdf_p_diagnostics_ok": p_good,
+                "ecdf_p_diagnostics_ok": tests[q].p_value
+                if good_r.size == all_r.size
+                else ecdf_test(good_r, thin).p_value,
                 "z_mean": z_mean,
                 "z_var": z_var,
-                "verdict": _verdict(tests[q].p_value, z_mean, z_var, alpha),
             }
         )
-    return SBCSummary(ranks, coverage, pd.DataFrame(ver_rows), errors, tests, thin)
+    verdicts = pd.DataFrame(
+        ver_rows,
+        columns=["quantity", "n", "ecdf_p", "ecdf_p_diagnostics_ok", "z_mean", "z_var"],
+    )
+    adjusted, rejected = family_verdict(verdicts["ecdf_p"].to_numpy(dtype=float), alpha)
+    verdicts["ecdf_p_holm"] = adjusted
+    verdicts["alpha"] = alpha
+    verdicts["miscalibrated"] = rejected.astype(bool)
+    n = len(ranks)
+    power = detectable(n, thin, len(quantities), alpha) if n else None
+    note = power.short() if power is not None else ""
+    verdicts["verdict"] = [
+        _verdict(r.ecdf_p_holm, r.z_mean, r.z_var, alpha, note) for r in verdicts.itertuples()
+    ]
+    return SBCSummary(ranks, coverage, verdicts, errors, tests, thin, alpha, power)
 
 
 @dataclass(frozen=True)
@@ -394,9 +460,13 @@ class SBCResult:
             cov_txt = ", ".join(
                 f"{100 * c.level:g}%: {100 * c.covered:.1f}" for c in cov.itertuples()
             )
+            # the power note is the same for every quantity: printed once, in the last line
+            verdict = r.verdict if r.miscalibrated else r.verdict.split(" (", 1)[0]
             lines.append(
-                f"  {r.quantity:<11} p = {r.ecdf_p:.3f}  coverage {cov_txt}  -> {r.verdict}"
+                f"  {r.quantity:<11} p = {r.ecdf_p:.3f} (Holm {r.ecdf_p_holm:.3f})  "
+                f"coverage {cov_txt}  -> {verdict}"
             )
+        lines.append(f"  Verdict: {s.verdict()}")
         if rep.lost:
             lines.append(
                 f"  {len(rep.lost)} task(s) lost (e.g. killed workers): rerun with "

@@ -1,9 +1,8 @@
 """``bayes-va sbc``: simulation-based calibration of a model config, on dask.
 
 Argument handling only; the work is :func:`bayes_va.sbc.run_sbc`. Wire it into
-:func:`bayes_va.cli.build_parser` with ``add_sbc_parser(sub)``. Exit codes: 0 every quantity
-calibrated and every replication done, 1 a quantity miscalibrated or replications left to do
-(``--resume`` completes them), 2 bad input (config, run folder, scheduler address).
+:func:`bayes_va.cli.build_parser` with ``add_sbc_parser(sub)``. Exit codes: :class:`SBCExit`
+(the one place they are defined; docs/sbc.md explains them).
 
 Examples
 --------
@@ -18,10 +17,50 @@ Examples
 from __future__ import annotations
 
 import argparse
+import enum
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_MISCALIBRATED, EXIT_INPUT = 0, 1, 2
+
+class SBCExit(enum.IntEnum):
+    """Exit codes of ``bayes-va sbc``.
+
+    Only a family-wise controlled verdict fails the command as miscalibrated: a quantity whose
+    Holm-adjusted ECDF p-value is at most :data:`bayes_va.sbc_stats.FAMILY_ALPHA` (0.01).
+
+    * ``NO_EVIDENCE`` (0): every replication done and no quantity miscalibrated at the
+      family-wise level. Not a proof of calibration: the output says what the run's N could
+      detect with 80 % power.
+    * ``INTERNAL_ERROR`` (1): an unexpected error: an uncaught exception, which Python reports
+      with a traceback and exit status 1 (the command never returns 1 itself).
+    * ``BAD_INPUT`` (2): bad config, run folder, arguments or scheduler address
+      (:class:`~bayes_va.errors.BayesVAError`, as every ``bayes-va`` command: ``cli.EXIT_INPUT``).
+    * ``MISCALIBRATED`` (3): at least one quantity miscalibrated at the family-wise level.
+    * ``INCOMPLETE`` (4): replications were lost (e.g. killed workers): the verdict printed is
+      provisional; ``--resume`` completes the run. Takes precedence over 3.
+    """
+
+    NO_EVIDENCE = 0
+    INTERNAL_ERROR = 1
+    BAD_INPUT = 2
+    MISCALIBRATED = 3
+    INCOMPLETE = 4
+
+
+#: Old names (kept for callers): ``EXIT_MISCALIBRATED`` was 1 before family-wise verdicts.
+EXIT_OK, EXIT_MISCALIBRATED, EXIT_INPUT = (
+    SBCExit.NO_EVIDENCE,
+    SBCExit.MISCALIBRATED,
+    SBCExit.BAD_INPUT,
+)
+EXIT_INCOMPLETE = SBCExit.INCOMPLETE
+
+
+def exit_code(result: Any) -> SBCExit:
+    """The exit code of a finished :class:`~bayes_va.sbc.SBCResult` (see :class:`SBCExit`)."""
+    if not result.report.complete:
+        return SBCExit.INCOMPLETE
+    return SBCExit.MISCALIBRATED if result.summary.miscalibrated else SBCExit.NO_EVIDENCE
 
 
 def run_sbc_command(args: argparse.Namespace) -> int:
@@ -47,10 +86,13 @@ def run_sbc_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(result.text())
-    print(f"  ranks, coverage table, verdicts and figure in {out}/")
-    if not result.report.complete:
-        return EXIT_MISCALIBRATED
-    return EXIT_OK if result.summary.calibrated else EXIT_MISCALIBRATED
+    print(f"  ranks, coverage table, verdicts (sbc_report.md) and figure in {out}/")
+    code = exit_code(result)
+    if code is SBCExit.INCOMPLETE:
+        print(f"  exit {int(code)}: run incomplete, the verdict is provisional (--resume)")
+    elif code is SBCExit.MISCALIBRATED:
+        print(f"  exit {int(code)}: miscalibrated at the family-wise level")
+    return int(code)
 
 
 def add_sbc_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -62,7 +104,14 @@ def add_sbc_parser(subparsers: Any) -> argparse.ArgumentParser:
             "Draw parameters from the config's priors, simulate counts with its studies' sizes, "
             "fit, and check that the ranks of the true values among the posterior draws are "
             "uniform. Writes one record per replication as it finishes (resumable), then rank "
-            "histograms, ECDF plots with simultaneous bands, a coverage table and verdicts."
+            "histograms, ECDF plots with simultaneous bands, a coverage table and verdicts. "
+            "A quantity is miscalibrated when its Holm-adjusted ECDF p-value is <= 0.01 "
+            "(family-wise over the quantities); the output also says how large a miscalibration "
+            "N replications would detect with 80 % power."
+        ),
+        epilog=(
+            "exit codes: 0 no evidence of miscalibration (family-wise alpha 0.01), "
+            "1 internal error, 2 bad input, 3 miscalibrated, 4 incomplete run (--resume)"
         ),
     )
     p.add_argument("config", help="TOML config, e.g. models/base.toml")
