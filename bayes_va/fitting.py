@@ -96,7 +96,10 @@ def fit(
     use_exact = reference and plain and data.k <= EXACT_MAX_K
     ref = exact_posterior(cfg, data) if use_exact else None
     t_exact = time.perf_counter() - t0
-    classical = glmm.fit_glmm(data.y, data.n) if plain else None
+    # The classical GLMM has no finite MLE of mu when no study has an event (or a non-event);
+    # the Bayesian fit is still proper, so the comparison row is left out, not the fit.
+    mle_exists = 0 < data.y.sum() < data.n.sum()
+    classical = glmm.fit_glmm(data.y, data.n) if plain and mle_exists else None
 
     estimates = {
         "k": data.k,

@@ -16,18 +16,18 @@ Beta-binomial (the ``beta_binomial`` family)::
 Without moderators, ``mu`` is the logit of the pooled proportion; with them, the logit at the
 reference levels and centres (see :mod:`bayes_va.moderators`).
 
-Parametrisations: ``centred`` samples theta directly; ``noncentred`` samples
-z_i ~ Normal(0, 1) and sets theta_i = mu + tau * z_i. Centred is the default: two studies with
-n ≈ 80,000 pin their theta_i so tightly that the non-centred form couples z_i to tau and mixes
-15-60x worse (R-hat up to 1.06, divergences); see ``bench/reports/fit.json``. ``marginal``
-integrates theta out of the likelihood (adaptive Gauss–Hermite per study, see
-:mod:`bayes_va.marginal`)::
+Parametrisations: ``marginal`` (the default) integrates theta out of the likelihood (adaptive
+Gauss–Hermite per study, see :mod:`bayes_va.marginal`)::
 
     p(y_i | mu, beta, tau) = ∫ Binomial(y_i | n_i, logit^-1 t) N(t | mu + x_i' beta, tau) dt
 
-so the sampler sees only mu, tau (and beta): the cost of a gradient grows with k but the
-geometry does not, which makes it the fast route for large k. theta is drawn afterwards from
-its exact conditional (:func:`bayes_va.derived.add_derived`).
+so the sampler sees only mu, tau (and beta), on scales chosen so that the posterior is close to
+Gaussian whatever the study sizes: tau = softplus(tau_u) and mu whitened given tau (see
+:func:`_marginal_model`); theta is drawn afterwards from its exact conditional
+(:func:`bayes_va.derived.add_derived`). ``centred`` samples theta directly (it mixes well when
+a few huge studies pin their theta_i, and diverges on small ones); ``noncentred`` samples
+z_i ~ Normal(0, 1), theta_i = mu + tau * z_i (the opposite). Only the marginal route held on
+every simulated data set of ``bench/reports/robustness.md``.
 
 Counts and prior parameters are ``pm.Data`` so that one compiled model serves every data or
 prior-value swap with the same structure (same k, same prior families).
@@ -167,23 +167,34 @@ def _marginal_likelihood(data: StudyData, n, y_obs, eta, tau) -> None:
 
 
 def _marginal_model(data: StudyData, design: Design, priors: dict[str, Prior], n, y_obs) -> None:
-    """The ``marginal`` route: ``tau`` (and ``beta``) sampled, ``mu`` whitened given them.
+    """The ``marginal`` route: θ integrated out; μ, τ (and β) on near-Gaussian scales.
 
-    With θ integrated out the posterior lives on (μ, log τ, β), and μ's conditional spread
-    still changes with τ (a small funnel: about τ/√k wide when τ dominates the studies'
-    sampling error, about the pooled standard error when it does not); on sparse data sets
-    that gave divergences (bench/reports/robustness.md). So μ is sampled as
-    ``mu = m(tau, beta) + s(tau) * mu_z`` with m, s the inverse-variance mean and standard
-    error of the studies' empirical logits ((y + 1/2) / (n - y + 1/2)) at that τ: an exact
-    change of variables (μ's prior and the log-Jacobian log s enter as a potential), so the
-    posterior is unchanged; only its shape seen by the sampler is.
+    With θ integrated out the posterior lives on (μ, τ, β), and its shape still varies:
+    μ's conditional spread changes with τ (about τ/√k when τ dominates the studies' sampling
+    error, about the pooled standard error when it does not), and on the log scale the
+    prior's Gaussian upper tail of τ becomes a steep wall. Both gave divergences on sparse
+    data sets (bench/reports/robustness.md). So the sampler works on
+
+    * ``tau_u`` with ``tau = softplus(tau_u)``: like log τ near 0 (where the posterior has an
+      exponential lower tail), like τ itself for large τ;
+    * ``mu_z`` with ``mu = m(tau, beta) + s(tau) * mu_z``, m and s the inverse-variance mean
+      and standard error of the studies' empirical logits ((y + 1/2) / (n - y + 1/2)) at that
+      τ, so that μ's conditional is about unit-wide in ``mu_z`` at every τ.
+
+    Both are exact changes of variables: the priors of μ and τ and the log-Jacobians enter as
+    potentials, so the posterior is unchanged; only the shape the sampler sees is.
     """
     import pytensor.tensor as pt
 
     y_hat, s2 = empirical_logits(data.y, data.n)
     y_hat_d = pm.Data("empirical_logit", y_hat, dims="study")
     s2_d = pm.Data("empirical_logit_var", s2, dims="study")
-    tau = _prior("tau", priors["tau"])
+    # tau = softplus(tau_u): ~log tau near 0 (its exponential lower tail) and ~tau for large
+    # tau, where log tau would turn the prior's Gaussian upper tail into a steep wall whose
+    # curvature the step size cannot follow (the last divergences on k = 3 data sets).
+    tau_u = pm.Flat("tau_u", initval=0.5)
+    tau = pm.Deterministic("tau", pt.softplus(tau_u))
+    pm.Potential("tau_prior", _logp(priors["tau"], "tau", tau) + pt.log(pt.sigmoid(tau_u)))
     target = y_hat_d
     eta_offset = 0.0
     if design.X.shape[1]:
@@ -196,11 +207,14 @@ def _marginal_model(data: StudyData, design: Design, priors: dict[str, Prior], n
     scale = 1.0 / pt.sqrt(pt.sum(w))
     mu_z = pm.Flat("mu_z")
     mu = pm.Deterministic("mu", centre + scale * mu_z)
-    prior_mu = priors["mu"]
-    params = {p: pm.Data(f"prior_mu_{p}", v) for p, v in prior_mu.params.items()}
-    prior_dist = getattr(pm, prior_mu.dist).dist(**params)
-    pm.Potential("mu_prior", pm.logp(prior_dist, mu) + pt.log(scale))
+    pm.Potential("mu_prior", _logp(priors["mu"], "mu", mu) + pt.log(scale))
     _marginal_likelihood(data, n, y_obs, mu + eta_offset, tau)
+
+
+def _logp(prior: Prior, name: str, value):
+    """Log density of ``prior`` at ``value``, its parameters as ``pm.Data`` (swappable)."""
+    params = {p: pm.Data(f"prior_{name}_{p}", v) for p, v in prior.params.items()}
+    return pm.logp(getattr(pm, prior.dist).dist(**params), value)
 
 
 def empirical_logits(y, n):

@@ -34,10 +34,12 @@ from .paper_sections import (
     interval,
     pct,
     risk_section,
+    robustness_section,
     round_floats,
+    sbc_section,
 )
 from .plots import followup_curve, forest, subgroups
-from .provenance import data_files_hash, package_versions
+from .provenance import data_files_hash, lock_hash, package_versions
 from .results import FitResult
 from .sensitivity import plan, row
 from .sensitivity import plot as plot_sensitivity
@@ -257,8 +259,11 @@ def build_paper(
             "data_hash": hashlib.sha256(
                 "".join(sorted(data_files_hash(base_cfg.data_dir).values())).encode()
             ).hexdigest(),
+            "lock_hash": lock_hash(root),
             "n_fits": len(all_fits),
         },
+        "robustness": robustness_section(root),
+        "sbc": sbc_section(root),
     }
     atomic.write_json(build / "results.json", round_floats(results))
     runner_total = time.perf_counter() - t_start

@@ -3,6 +3,7 @@ and the formatted strings the Typst source prints (see :mod:`bayes_va.paper`).""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -312,4 +313,55 @@ def risk_section(
         "outcomes": list(models),
         "contrasts": contrasts,
         "gaughen": gaughen,
+    }
+
+
+def _bench_report(root: Path, name: str) -> dict[str, Any] | None:
+    """A committed benchmark report (``bench/reports/NAME.json``), or None if not measured."""
+    path = root / "bench" / "reports" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def robustness_section(root: Path) -> dict[str, Any] | None:
+    """Headline figures of ``bench/bench_robustness.py`` for the paper (None if not run)."""
+    rep = _bench_report(root, "robustness")
+    if rep is None:
+        return None
+    g = rep["grid"][rep["default"]]
+
+    def div_pct(par: str) -> str:
+        s = rep["grid"].get(par)
+        return pct(s["fits_with_divergences"] / s["fits"], 1) if s else "–"
+
+    public = [r for r in rep["public"] if r["parametrisation"] == rep["default"]]
+    designs = sorted({c.split("|")[0] for c in g["by_cell"]}, key=lambda d: (d == "real14", d))
+    ks = [d[1:] for d in designs if d.startswith("k")]
+    return {
+        "date": rep["date"],
+        "grid_fits": f"{g['fits']:,}",
+        "k_designs": f"k = {', '.join(ks)} studies",
+        "pass_pct": pct(g["pass_rate"], 1),
+        "div_fits": f"{g['fits_with_divergences']:,}",
+        "agree_pct": pct(g["agree_rate"], 1),
+        "centred_div_pct": div_pct("centred"),
+        "noncentred_div_pct": div_pct("noncentred"),
+        "public_n": len(public),
+        "public_ok": sum(r["ok"] for r in public),
+        "ess_ratio": f"{rep['revision_ratio']['sampling']:.2f}",
+        "ess_ratio_fit": f"{rep['revision_ratio']['whole_fit']:.2f}",
+        "targets": rep["targets"],
+    }
+
+
+def sbc_section(root: Path) -> dict[str, Any] | None:
+    """Headline of the base model's SBC benchmark (``bench/reports/sbc_base.json``)."""
+    rep = _bench_report(root, "sbc_base")
+    if rep is None or "verdict" not in rep:
+        return None
+    n = rep["fitted"]
+    div = rep.get("fits_with_divergences")
+    return {
+        "n": f"{n:,}",
+        "verdict": rep["verdict"],
+        "div_fits": "–" if div is None else f"{div} ({pct(div / n, 2)})",
     }

@@ -47,7 +47,6 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     run = Path(args.run_dir)
     summary = json.loads((run / "sbc_summary.json").read_text())
-    shutil.copyfile(run / "sbc_summary.json", OUT / "sbc_base.json")
     shutil.copyfile(run / "sbc.png", OUT / "sbc_base.png")
     s = result.summary
     lines = [
@@ -61,11 +60,14 @@ def main() -> None:
         "",
         verdicts_markdown(s),
     ]
+    from bayes_va import atomic
     from bayes_va.executor import TaskStore
 
     fails: dict[str, int] = {}
+    div_fits = 0
     for rec in TaskStore(run).records():
         if rec["status"] == "ok":
+            div_fits += rec["result"]["diagnostics"]["divergences"] > 0
             for f in rec["result"]["diagnostics"]["failures"]:
                 kind = next((c for c in KINDS if c in f), "other")
                 fails[kind] = fails.get(kind, 0) + 1
@@ -79,6 +81,14 @@ def main() -> None:
         "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in sorted(fails.items(), key=lambda kv: -kv[1])]
+    share = div_fits / max(summary["fitted"], 1)
+    lines += [
+        "",
+        f"Fits with any divergent transition: {div_fits} of {summary['fitted']} "
+        f"({100 * share:.2f} %; target <= 0.5 %: {'met' if share <= 0.005 else 'missed'}).",
+    ]
+    summary["fits_with_divergences"] = div_fits
+    atomic.write_json(OUT / "sbc_base.json", summary)
     lines += [
         "",
         "(A fit can fail several checks.) Median fit "
