@@ -124,7 +124,7 @@ class SamplerConfig:
     tune: int = 500  # nutpie adapts in a few hundred steps here; ESS(τ) is unchanged vs 1000
     draws: int = 1000
     seed: int = 20231123
-    target_accept: float = 0.8
+    target_accept: float = 0.9
 
     def __post_init__(self) -> None:
         for name, low in (("chains", 1), ("draws", 1), ("tune", 1)):  # nutpie needs tune >= 1
