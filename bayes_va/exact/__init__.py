@@ -16,13 +16,17 @@ Two levels of quadrature, no sampling:
    ~0.01 wide while ``tau`` ≈ 0.9: every node misses it. Each value is checked against a
    smaller rule; where they disagree (zero-event or very small studies at large ``tau``, where
    the integrand is far from Gaussian) a trapezoid rule refined to tolerance takes over.
-2. ``(mu, log tau)`` is integrated on an automatically placed tensor-product grid with the
-   trapezoid rule (:func:`posterior_grid`), giving an :class:`ExactPosterior` with quantiles,
-   means and the log evidence.
+2. ``(mu, log tau)`` is integrated with the trapezoid rule on an automatically placed grid
+   (:func:`posterior_grid`), giving an :class:`ExactPosterior` with quantiles, means and the
+   log evidence. The grid is whitened along ``mu`` in each ``log tau`` slice,
+   ``mu = m(tau) + s(tau) z`` with ``m`` and ``s`` the conditional mean and SD of ``mu``
+   (normal approximation, corrected on a coarse pass): at small ``tau`` a few studies with
+   n ~ 1e5 pin ``mu`` to a ridge ~100 times narrower than at ``tau`` ~ 1, which a tensor grid
+   in ``(mu, log tau)`` under-resolves, while in ``(z, log tau)`` every slice is O(1) wide.
 
 These are the references that the MCMC fits (and PSIS-LOO, via :func:`leave_one_out_elpd`) are
 checked against. The beta-binomial model, whose study proportions integrate out in closed
-form, shares the grid machinery (:func:`posterior_grid_beta_binomial`,
+form, has its own tensor grid in ``(mu, log phi)`` (:func:`posterior_grid_beta_binomial`,
 :class:`ExactBetaBinomialPosterior`).
 
 Modules:
@@ -30,9 +34,10 @@ Modules:
 - :mod:`.common`: shared types, the default priors on ``mu`` and ``tau``, input checks.
 - :mod:`.marginal`: level 1, adaptive Gauss-Hermite per-study marginal likelihood, its nodes
   and the refined-trapezoid fallback.
-- :mod:`.grid`: level 2, grid placement, the generic grid posterior and spline CDFs.
-- :mod:`.posterior`: the base class of both grid posteriors (weights, marginal CDFs,
-  quantiles, means).
+- :mod:`.grid`: level 2, grid placement, the generic (tensor) grid posterior and spline CDFs.
+- :mod:`.whitened`: level 2 for the logit-normal model, the whitened ``(z, log tau)`` grid.
+- :mod:`.posterior`: the base class of the beta-binomial grid posterior (weights, marginal
+  CDFs, quantiles, means).
 - :mod:`.logit_normal`: :class:`ExactPosterior`, :func:`posterior_grid`,
   :func:`leave_one_out_elpd`.
 - :mod:`.beta_binomial`: the beta-binomial marginal likelihood, posterior and grid.

@@ -7,9 +7,10 @@ Model::
 
 There is no random effect to integrate out: p_i ~ Beta(p phi, (1 - p) phi) integrates in
 closed form, so level 1 of the logit-normal model is replaced by log-beta-function ratios
-(differenced through Stirling's series, exact as phi -> inf). The grid placement, trapezoid
-rule and spline CDFs are those of the logit-normal model (``_grid_posterior``); the predictive
-CDF is a mixture of Beta CDFs (``ExactBetaBinomialPosterior.predictive_cdf``).
+(differenced through Stirling's series, exact as phi -> inf). The grid is the generic tensor
+grid in ``(mu, log phi)`` of :mod:`.grid` (``_grid_posterior``: coarse passes, trapezoid rule,
+spline CDFs); the predictive CDF is a mixture of Beta CDFs
+(``ExactBetaBinomialPosterior.predictive_cdf``).
 """
 
 from __future__ import annotations
@@ -158,9 +159,10 @@ def posterior_grid_beta_binomial(
     """Joint posterior of ``(mu, log phi)`` of the beta-binomial model on an automatic grid.
 
     Model: ``y_i ~ BetaBinomial(n_i, p phi, (1 - p) phi)``, ``logit p = mu``. The marginal
-    likelihood is closed form (:func:`log_marginal_likelihood_beta_binomial`); the grid is
-    placed, widened and refined exactly as in :func:`posterior_grid` (``log phi`` takes the
-    place of ``log tau``), starting from ``mu`` = pooled logit ± 3 and ``phi`` in (1, 1000).
+    likelihood is closed form (:func:`log_marginal_likelihood_beta_binomial`); the tensor grid
+    in ``(mu, log phi)`` is placed by coarse passes, then widened and refined along an axis whose
+    marginal log density steps by more than 2.5 (``bayes_va.exact.grid._grid_posterior``),
+    starting from ``mu`` = pooled logit ± 3 and ``phi`` in (1, 1000).
 
     Parameters
     ----------

@@ -80,6 +80,13 @@ def _locate_bulk(log_joint: Callable[[FloatArray, FloatArray], FloatArray], box:
     in while the bulk covers less than half the box (so a narrow posterior is resolved by
     several coarse nodes before its extent is trusted). Each pass is one vectorised evaluation.
     """
+    return _locate(log_joint, box)[0]
+
+
+def _locate(
+    log_joint: Callable[[FloatArray, FloatArray], FloatArray], box: _Box
+) -> tuple[_Box, FloatArray, FloatArray, FloatArray]:
+    """:func:`_locate_bulk`, also returning the last coarse pass's nodes and log densities."""
     for _ in range(_MAX_PASSES):
         mu = np.linspace(box.mu_lo, box.mu_hi, _N_COARSE)
         rho = np.linspace(box.rho_lo, box.rho_hi, _N_COARSE)
@@ -91,7 +98,7 @@ def _locate_bulk(log_joint: Callable[[FloatArray, FloatArray], FloatArray], box:
         rho_lo, rho_hi, wide_rho = _axis_extent(rho, keep.any(axis=0), box.rho_lo, box.rho_hi)
         new = _Box(mu_lo, mu_hi, rho_lo, rho_hi)
         if not (wide_mu or wide_rho or _zoomed_in(new, box)):
-            return new
+            return new, mu, rho, lp
         box = new
     raise RuntimeError("could not locate the posterior bulk; is the posterior proper?")
 
@@ -231,6 +238,29 @@ class _SplineCDF:
         x = np.clip(x, self.nodes[0], self.nodes[-1])
         i = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, self.edges.size - 2)
         return self.cdf[i] + _gauss_legendre_pieces(self.spline, self.edges[i], x) / self.total
+
+    def _column_log_density(self, x: FloatArray, col: NDArray[np.intp]) -> FloatArray:
+        """Column ``col[p]``'s spline (log density, unnormalised) at ``x[p]``; same shapes."""
+        knots, c = self.spline.x, self.spline.c  # c: (4, n - 1, m), local cubic per interval
+        i = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, knots.size - 2)
+        t = x - knots[i]
+        return ((c[0, i, col] * t + c[1, i, col]) * t + c[2, i, col]) * t + c[3, i, col]
+
+    def column_cdf(self, x: FloatArray, col: NDArray[np.intp]) -> FloatArray:
+        """CDF of column ``col[p]`` at ``x[p]`` (any broadcastable shapes); 0 below, 1 above.
+
+        The per-column counterpart of :meth:`__call__`, for when each point belongs to one
+        density only (a mixture of shifted and scaled columns).
+        """
+        x, col = np.broadcast_arrays(np.asarray(x, dtype=float), col)
+        x = np.clip(x, self.nodes[0], self.nodes[-1])
+        i = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, self.edges.size - 2)
+        a = self.edges[i]
+        half, mid = 0.5 * (x - a), 0.5 * (x + a)
+        pts = mid[..., None] + half[..., None] * _GL_X
+        values = np.exp(self._column_log_density(pts, col[..., None]))
+        piece = half * (values @ _GL_W)
+        return self.cdf[i, col] + piece / self.total[col]
 
     def quantile(self, q: FloatArray) -> FloatArray:
         """Inverse of the first column's CDF: interpolation, then Newton steps on the CDF."""

@@ -1,8 +1,8 @@
-"""What the two grid posteriors share: weights, the spread parameter, marginal CDFs, summaries.
+"""A posterior on a tensor grid in (mu, log spread): weights, marginal CDFs, summaries.
 
-:class:`~bayes_va.exact.ExactPosterior` (``mu``, ``log tau``) and
-:class:`~bayes_va.exact.ExactBetaBinomialPosterior` (``mu``, ``log phi``) differ only in the
-spread parameter's name and in their predictive distributions; everything else lives here.
+The base of :class:`~bayes_va.exact.ExactBetaBinomialPosterior` (``mu``, ``log phi``), which
+adds its predictive distribution. (:class:`~bayes_va.exact.ExactPosterior` of the logit-normal
+model lives on a whitened grid instead, see :mod:`bayes_va.exact.whitened`.)
 """
 
 from __future__ import annotations
