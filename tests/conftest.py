@@ -1,4 +1,5 @@
-"""Shared fixtures: the shipped data folder, a mutable copy of it, and a CSV cell editor."""
+"""Shared fixtures: the shipped data folder, a mutable copy of it, and a CSV cell editor; and
+the seed offset of the run (``BAYES_VA_SEED_OFFSET``, see ``tests/seeds.py``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,42 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from seeds import ENV, SEED_OFFSET, install_config_seed_offset
 
 import bayes_va
 
 PROJECT_ROOT = Path(bayes_va.__file__).resolve().parent.parent
 SHIPPED_DATA = PROJECT_ROOT / "data"
+
+
+# --------------------------------------------------------------------------- seed offset
+
+
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure reads its seed option
+def pytest_configure(config: pytest.Config) -> None:
+    """Shift every config file's sampler seed, and seed Hypothesis with the offset.
+
+    Runs in every process that runs tests (xdist workers included). Hypothesis draws its
+    examples from ``Random(offset)`` and keeps no example database, so a property test sees
+    the same examples for the same offset (``--hypothesis-seed`` given by hand wins).
+    """
+    install_config_seed_offset()
+    if hasattr(config.option, "hypothesis_seed") and config.option.hypothesis_seed is None:
+        config.option.hypothesis_seed = str(SEED_OFFSET)
+    try:
+        from hypothesis import settings
+    except ImportError:  # pragma: no cover - hypothesis is a test dependency
+        return
+    settings.register_profile("bayes_va", database=None, derandomize=False)
+    settings.load_profile("bayes_va")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed_opt = config.getoption("hypothesis_seed", None)
+    return (
+        f"bayes_va seed offset: {SEED_OFFSET} ({ENV}; added to every sampler.seed of a loaded "
+        f"config and every seed(n) in the tests); hypothesis seed: {seed_opt}"
+    )
 
 
 def read_rows(path: Path) -> list[list[str]]:

@@ -3,13 +3,16 @@ a config's ``[data]`` table selects."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import textwrap
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from seeds import SEED_OFFSET, seed
 
 import bayes_va
 from bayes_va.config import (
@@ -54,11 +57,14 @@ def test_base_toml_loads_with_the_documented_defaults(base):
     assert base.data == DataConfig(
         table="revision", dir="data", variants=(), exclude=(), split_arms=False
     )
-    assert base.model == ModelConfig(family="logit_normal", parametrisation="centred")
+    # the default since 2026-11-30: theta integrated out (centred is models/sensitivity/)
+    assert base.model == ModelConfig(family="logit_normal", parametrisation="marginal")
     assert base.priors.mu == Prior("Normal", {"mu": 0.0, "sigma": 2.5})
     assert base.priors.tau == Prior("HalfNormal", {"sigma": 1.0})
+    # the file says 20231123; the test run's seed offset is added on loading (tests/seeds.py)
+    assert tomllib.loads(BASE.read_text(encoding="utf-8"))["sampler"]["seed"] == 20231123
     assert base.sampler == SamplerConfig(
-        backend="nutpie", chains=4, tune=500, draws=1000, seed=20231123, target_accept=0.8
+        backend="nutpie", chains=4, tune=500, draws=1000, seed=seed(20231123), target_accept=0.9
     )
     assert base.diagnostics == DiagnosticsConfig(
         max_rhat=1.01, min_ess_bulk=400.0, min_ess_tail=400.0, max_divergences=0, min_bfmi=0.3
@@ -69,8 +75,23 @@ def test_base_toml_spells_out_exactly_the_dataclass_defaults(base):
     assert base.data == DataConfig()
     assert base.model == ModelConfig()
     assert base.priors == PriorsConfig()
-    assert base.sampler == SamplerConfig()
+    default = SamplerConfig()
+    assert base.sampler == dataclasses.replace(default, seed=seed(default.seed))
     assert base.diagnostics == DiagnosticsConfig()
+
+
+def test_the_seed_offset_shifts_each_loaded_file_once_and_leaves_explicit_seeds(tmp_path):
+    """The test-side hook of tests/seeds.py: a file's seed (own, inherited or the default)
+    gains the run's offset exactly once; overrides and in-memory configs are taken as given."""
+    assert load_config(BASE).sampler.seed == 20231123 + SEED_OFFSET
+    inherited = child_of_base(tmp_path, "[priors.tau]\nsigma = 0.5\n")
+    assert load_config(inherited).sampler.seed == 20231123 + SEED_OFFSET
+    bare = write_toml(tmp_path / "bare.toml", 'name = "bare"\n')
+    assert load_config(bare).sampler.seed == SamplerConfig().seed + SEED_OFFSET
+    assert load_config(BASE, {"sampler.seed": 7}).sampler.seed == 7
+    assert from_dict({"name": "x"}).sampler.seed == SamplerConfig().seed
+    cfg = load_config(BASE)
+    assert cfg.replace(name="y").sampler.seed == cfg.sampler.seed  # replace: no second shift
 
 
 def test_numbers_are_coerced_to_the_declared_types(base):
@@ -236,7 +257,7 @@ def test_extends_chains_resolve_each_parent_relative_to_its_own_file(tmp_path):
         tmp_path / "sub" / "grand.toml", 'extends = "child.toml"\n[data]\nsplit_arms = true\n'
     )
     cfg = load_config(grand)
-    assert (cfg.sampler.seed, cfg.sampler.draws, cfg.data.split_arms) == (1, 5, True)
+    assert (cfg.sampler.seed, cfg.sampler.draws, cfg.data.split_arms) == (seed(1), 5, True)
     assert cfg.sampler.tune == 500 and cfg.name == "grand"
 
 
@@ -340,7 +361,7 @@ def test_the_config_hash_changes_with_any_value(base):
 def test_replace_returns_a_validated_copy_and_leaves_the_original_alone(base):
     new = base.replace(**{"sampler.seed": 2, "data.split_arms": True})
     assert (new.sampler.seed, new.data.split_arms) == (2, True)
-    assert (base.sampler.seed, base.data.split_arms) == (20231123, False)
+    assert (base.sampler.seed, base.data.split_arms) == (seed(20231123), False)
     assert new.sampler.chains == base.sampler.chains and new.priors == base.priors
     assert new.root == base.root
     with pytest.raises(ConfigError, match=r"sampler\.chainz"):

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from seeds import seed
 
 from bayes_va.executor import (
     ClusterSpec,
@@ -63,17 +64,19 @@ def results(store: TaskStore) -> dict[int, dict]:
 
 
 def test_task_seeds_come_from_the_base_seed_and_index_only():
-    seeds = [task_seed(20231123, i) for i in range(1000)]
+    seeds = [task_seed(seed(20231123), i) for i in range(1000)]
     assert len(set(seeds)) == 1000
     assert all(0 <= s < 2**63 for s in seeds)
-    assert seeds[:3] == [task_seed(20231123, i) for i in range(3)]
-    assert task_seed(1, 0) != task_seed(2, 0)
+    assert seeds[:3] == [task_seed(seed(20231123), i) for i in range(3)]
+    assert task_seed(seed(1), 0) != task_seed(seed(2), 0)
     with pytest.raises(ValueError):
         task_seed(-1, 0)
 
 
 def test_each_task_is_streamed_to_its_own_file_and_a_raising_task_is_recorded(cluster, tmp_path):
-    report = run_tasks(failing_task, N_TASKS, tmp_path, base_seed=7, client=cluster, progress=False)
+    report = run_tasks(
+        failing_task, N_TASKS, tmp_path, base_seed=seed(7), client=cluster, progress=False
+    )
     store = TaskStore(tmp_path)
     assert sorted(p.name for p in store.tasks.iterdir()) == [
         f"{i:07d}.json" for i in range(N_TASKS)
@@ -81,14 +84,14 @@ def test_each_task_is_streamed_to_its_own_file_and_a_raising_task_is_recorded(cl
     assert report.complete and report.ran == list(range(N_TASKS)) and report.errors == [2]
     bad = store.read(2)
     assert bad["status"] == "error" and bad["result"] is None
-    assert bad["seed"] == task_seed(7, 2)
+    assert bad["seed"] == task_seed(seed(7), 2)
     assert "simulated failure in task 2" in bad["error"] and "Traceback" in bad["traceback"]
     assert all(store.read(i)["status"] == "ok" for i in range(N_TASKS) if i != 2)
 
 
 def test_an_interrupted_run_resumes_exactly_the_missing_tasks(cluster, tmp_path):
     reference = tmp_path / "reference"
-    run_tasks(draw_task, N_TASKS, reference, base_seed=3, client=cluster, progress=False)
+    run_tasks(draw_task, N_TASKS, reference, base_seed=seed(3), client=cluster, progress=False)
 
     seen: list[int] = []
 
@@ -103,7 +106,7 @@ def test_an_interrupted_run_resumes_exactly_the_missing_tasks(cluster, tmp_path)
             draw_task,
             N_TASKS,
             run,
-            base_seed=3,
+            base_seed=seed(3),
             client=cluster,
             progress=False,
             on_record=interrupt_after_three,
@@ -112,33 +115,37 @@ def test_an_interrupted_run_resumes_exactly_the_missing_tasks(cluster, tmp_path)
     assert done_before == set(seen) and len(done_before) == 3
 
     report = run_tasks(
-        draw_task, N_TASKS, run, base_seed=3, client=cluster, progress=False, resume=True
+        draw_task, N_TASKS, run, base_seed=seed(3), client=cluster, progress=False, resume=True
     )
     assert report.already_done == 3
     assert set(report.ran) == set(range(N_TASKS)) - done_before
     assert results(TaskStore(run)) == results(TaskStore(reference))
 
     again = run_tasks(
-        draw_task, N_TASKS, run, base_seed=3, client=cluster, progress=False, resume=True
+        draw_task, N_TASKS, run, base_seed=seed(3), client=cluster, progress=False, resume=True
     )
     assert again.ran == [] and again.complete  # nothing left: nothing redone
 
 
 def test_a_used_folder_needs_resume_and_the_same_run(cluster, tmp_path):
-    run_tasks(draw_task, 2, tmp_path, base_seed=1, client=cluster, progress=False)
+    run_tasks(draw_task, 2, tmp_path, base_seed=seed(1), client=cluster, progress=False)
     with pytest.raises(ExecutorError, match="--resume"):
-        run_tasks(draw_task, 2, tmp_path, base_seed=1, client=cluster, progress=False)
+        run_tasks(draw_task, 2, tmp_path, base_seed=seed(1), client=cluster, progress=False)
     with pytest.raises(ExecutorError, match="base_seed"):
-        run_tasks(draw_task, 2, tmp_path, base_seed=2, client=cluster, progress=False, resume=True)
+        run_tasks(
+            draw_task, 2, tmp_path, base_seed=seed(2), client=cluster, progress=False, resume=True
+        )
 
 
 def test_results_are_identical_with_one_and_two_workers(cluster, tmp_path):
-    run_tasks(draw_task, N_TASKS, tmp_path / "two", base_seed=11, client=cluster, progress=False)
+    run_tasks(
+        draw_task, N_TASKS, tmp_path / "two", base_seed=seed(11), client=cluster, progress=False
+    )
     run_tasks(
         draw_task,
         N_TASKS,
         tmp_path / "one",
-        base_seed=11,
+        base_seed=seed(11),
         progress=False,
         cluster=ClusterSpec(n_workers=1),
     )
@@ -161,7 +168,7 @@ def test_killing_a_worker_mid_run_loses_no_result(tmp_path):
             slow_task,
             n,
             tmp_path,
-            base_seed=5,
+            base_seed=seed(5),
             client=client,
             progress=False,
             on_record=kill_once,
@@ -171,7 +178,7 @@ def test_killing_a_worker_mid_run_loses_no_result(tmp_path):
     store = TaskStore(tmp_path)
     assert store.done() == set(range(n))
     assert all(r["status"] == "ok" for r in store.records())
-    assert {r["seed"] for r in store.records()} == {task_seed(5, i) for i in range(n)}
+    assert {r["seed"] for r in store.records()} == {task_seed(seed(5), i) for i in range(n)}
 
 
 def test_dask_map_returns_results_in_input_order(cluster):

@@ -17,12 +17,15 @@ import math
 import numpy as np
 import pytest
 from scipy import special
+from seeds import seed
 
 from bayes_va import outcomes
 from bayes_va.outcomes import JEFFREYS, UNIFORM, BetaPrior, OutcomeError
 
 #: Monte Carlo draws of the posterior median have SE ~ 1.25 sd / sqrt(n); 20,000 draws of a
-#: log OR with sd 0.1 give SE ~ 0.001, so 0.01 is a ten-SE tolerance.
+#: log OR with sd 0.094 give SE 0.00084, so 0.01 is a 12-SE tolerance. The 2.5 % and 97.5 %
+#: quantiles have SE 0.0018 and sit 1e-4 from Wald's limits (2 million draws), so twice it is
+#: 11 SEs. A fresh seed fails either with probability < 1e-20.
 MEDIAN_TOL = 0.01
 
 
@@ -40,7 +43,7 @@ def miller_prob_greater(a1: int, b1: int, a0: int, b0: int) -> float:
 
 
 def test_large_counts_posterior_log_or_matches_the_sample_log_or_and_wald_interval():
-    c = outcomes.log_odds_ratio(400, 1000, 300, 1000, seed=1, stream=5)
+    c = outcomes.log_odds_ratio(400, 1000, 300, 1000, seed=seed(1), stream=5)
     sample = math.log(400 * 700 / (600 * 300))
     wald_se = math.sqrt(1 / 400 + 1 / 600 + 1 / 300 + 1 / 700)
     s = c.summary()
@@ -62,21 +65,22 @@ def test_prob_greater_matches_the_closed_form_for_integer_shapes(a1, b1, a0, b0)
 
 def test_prob_or_above_1_agrees_with_the_draws_including_zero_cells():
     for counts in [(1, 31, 17, 220), (7, 9, 0, 2), (0, 31, 9, 220)]:
-        c = outcomes.log_odds_ratio(*counts, prior=JEFFREYS, n_draws=40_000, seed=3)
+        c = outcomes.log_odds_ratio(*counts, prior=JEFFREYS, n_draws=40_000, seed=seed(3))
         mc = float((c.draws > 0).mean())
+        # 3 binomial proportions within 5 SEs (two-sided 5.7e-7 each); 1e-4 for the quadrature
         se = math.sqrt(mc * (1 - mc) / c.draws.size) + 1e-4
         assert c.prob_or_above_1 == pytest.approx(mc, abs=5 * se)
 
 
 def test_zero_cells_give_finite_draws_and_no_sample_log_or():
-    c = outcomes.log_odds_ratio(0, 31, 9, 220, seed=2)
+    c = outcomes.log_odds_ratio(0, 31, 9, 220, seed=seed(2))
     assert np.isfinite(c.draws).all()
     assert math.isnan(c.sample_log_or)
-    assert c.summary()["log_or_median"] < 0
+    assert c.summary()["log_or_median"] < 0  # about -1.7, some 80 MCSEs below 0
 
 
 def test_shipped_contrasts_have_the_codebook_counts_and_directions():
-    cs = outcomes.avf_contrasts(n_draws=4000)
+    cs = outcomes.avf_contrasts(n_draws=4000, seed=seed(outcomes.DEFAULT_SEED))
     counts = {k: (c.events1, c.n1, c.events0, c.n0) for k, c in cs.items()}
     assert counts == {
         "brace_avf": (1, 31, 17, 220),
@@ -85,6 +89,8 @@ def test_shipped_contrasts_have_the_codebook_counts_and_directions():
         "intradiscal_leakage_avf": (7, 11, 11, 240),
     }
     table = outcomes.contrast_table(cs).set_index("contrast")
+    # medians from 4,000 draws: -0.76 and +3.56, some 30 and 100 of their MCSEs from 0;
+    # P(OR > 1) is exact (quadrature), not drawn
     assert (
         table.loc["brace_avf", "log_or_median"] < 0 < table.loc["leakage_type_avf", "log_or_median"]
     )
@@ -94,9 +100,9 @@ def test_shipped_contrasts_have_the_codebook_counts_and_directions():
 
 
 def test_same_seed_same_draws_other_seed_other_draws():
-    a = outcomes.avf_contrasts(n_draws=500, seed=7)["brace_avf"].draws
-    b = outcomes.avf_contrasts(n_draws=500, seed=7)["brace_avf"].draws
-    c = outcomes.avf_contrasts(n_draws=500, seed=8)["brace_avf"].draws
+    a = outcomes.avf_contrasts(n_draws=500, seed=seed(7))["brace_avf"].draws
+    b = outcomes.avf_contrasts(n_draws=500, seed=seed(7))["brace_avf"].draws
+    c = outcomes.avf_contrasts(n_draws=500, seed=seed(8))["brace_avf"].draws
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 

@@ -2,8 +2,11 @@
 
 The log prior is checked against PyMC's own log densities (the model is built from the same
 config by distribution name). Power-scaling flags use the published threshold 0.05
-(Kallioinen et al. 2024); assertions on either side of it allow Z_TOL between-chain standard
-errors of the estimate.
+(Kallioinen et al. 2024). Each assertion on either side of it keeps a margin of many SDs of the
+estimate's spread over fresh streams (measured over 12 seeds of the 4 x 500-draw fits, listed
+with each test). The reported MCSE is a between-chain SE from 4 chains: a t with 3 degrees of
+freedom, whose 0.1 % tail lies 10 SEs out, so "4 MCSEs clear of the threshold" failed on 2 of
+the 12 seeds for the pooled likelihood sensitivity, and it cannot bound a tail.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from bayes_va.psense import (
 
 pytestmark = pytest.mark.sampling
 
-Z_TOL = 4.0
 SMALL = {"sampler.draws": 500, "sampler.tune": 500}
 
 
@@ -77,10 +79,12 @@ def test_log_prior_group_holds_the_top_level_priors_per_draw(base):
 
 def test_pooled_proportion_is_not_prior_sensitive_under_the_base_priors(base_table):
     row = base_table.loc["pooled"]
-    assert row["prior"] + Z_TOL * row["prior_mcse"] < SENSITIVITY_THRESHOLD, row
+    # prior sensitivity 0.019-0.027 over 12 seeds (mean 0.022, SD 0.0024): 0.05 is 12 SDs up
+    assert row["prior"] < SENSITIVITY_THRESHOLD, row
     assert not row["prior_sensitive"] and row["diagnosis"] == "ok"
-    # the data drive it: its likelihood sensitivity is well above the threshold
-    assert row["likelihood"] - Z_TOL * row["likelihood_mcse"] > SENSITIVITY_THRESHOLD, row
+    # the data drive it: likelihood sensitivity 0.124-0.176 (mean 0.153, SD 0.018), 5.7 SDs
+    # above the threshold
+    assert row["likelihood"] > SENSITIVITY_THRESHOLD, row
 
 
 def test_table_covers_the_headline_quantities_unrounded(base_table):
@@ -99,7 +103,10 @@ def test_table_covers_the_headline_quantities_unrounded(base_table):
 def test_a_tight_prior_on_tau_is_flagged_as_prior_sensitive(base):
     tight = bayes_va.fit(base.config.replace(**{"priors.tau.sigma": 0.1}))
     row = power_scaling_sensitivity(tight).set_index("quantity").loc["tau"]
-    assert row["prior"] - Z_TOL * row["prior_mcse"] > SENSITIVITY_THRESHOLD, row
+    # prior sensitivity 0.37-0.48 over 12 seeds (mean 0.43, SD 0.027): 14 SDs above 0.05;
+    # "borderline" (within 2 MCSEs of it) would need an MCSE > 0.16 against the 0.009-0.036
+    # seen; the likelihood sensitivity (0.32-0.37 over 6 seeds) makes it a conflict
+    assert row["prior"] > SENSITIVITY_THRESHOLD, row
     assert row["prior_sensitive"] and not row["borderline"]
     assert row["diagnosis"] == "potential prior-data conflict"
 

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from margins import TEST_MAX_RHAT
 
 import bayes_va
 from bayes_va.diagnostics import compute_diagnostics
@@ -30,9 +31,14 @@ def _cli(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
-    """A good fit, saved, then ``bayes-va report`` on it (default formats: PNG and SVG)."""
+    """A good fit, saved, then ``bayes-va report`` on it (default formats: PNG and SVG).
+
+    The configured 4 x 1000 draws, with R-hat allowed up to 1.02: a correct sampler exceeds the
+    config's 1.01 in ~1 of 500 fresh streams, 1.02 in ~1 of 13,000 (tests/margins.py); ESS
+    (>= 2,500 against 400 over 60 seeds), divergences and E-BFMI keep their thresholds.
+    """
     out = tmp_path_factory.mktemp("results") / "base"
-    bayes_va.fit("models/base.toml", overrides=SMALL, out_dir=out)
+    bayes_va.fit("models/base.toml", overrides={"diagnostics.max_rhat": TEST_MAX_RHAT}, out_dir=out)
     return out, _cli(["report", str(out)])
 
 
@@ -41,13 +47,17 @@ def base_dir(base_run):
     return base_run[0]
 
 
+#: The centred funnel sampled with target_accept = 0.1 (huge steps): 60-840 divergent
+#: transitions over 23 seeds (log count 5.8, SD 0.7: none at all is 8 SDs away). The marginal
+#: default at 0.1 gave as few as 4, too close to 0 for a test that needs some.
+DIVERGENT = {**SMALL, "model.parametrisation": "centred", "sampler.target_accept": 0.1}
+
+
 @pytest.fixture(scope="module")
 def divergent_run(tmp_path_factory):
-    """target_accept = 0.1 forces huge steps: with this seed, 100+ divergent transitions."""
+    """A run that diverges, saved, then ``bayes-va report`` on it (PNG only)."""
     out = tmp_path_factory.mktemp("results") / "divergent"
-    result = bayes_va.fit(
-        "models/base.toml", overrides={**SMALL, "sampler.target_accept": 0.1}, out_dir=out
-    )
+    result = bayes_va.fit("models/base.toml", overrides=DIVERGENT, out_dir=out)
     return result, out, _cli(["report", str(out), "--formats", "png"])
 
 
@@ -73,8 +83,15 @@ def test_a_good_run_is_called_trustworthy_in_plain_words(base_dir):
     assert "**Yes.** The sampler's output can be trusted" in md
     record = json.loads((base_dir / "report.json").read_text())
     assert record["trustworthy"] is True
-    assert record["loo"]["reliable"] is True
+    # LOO reliability is the model's, not the run's; the report states it as ArviZ rules it.
+    # The marginal k are ~0.05-0.36 (max ~0.4), but PSIS estimates each with an SD of ~0.1,
+    # so the largest of 14 exceeds 0.7 in about 1 of 1,500 fresh streams (simulated on exact
+    # posterior draws): reported consistently rather than asserted True. The conditional one
+    # has k ~0.7-0.9 for most studies (tests/test_loo.py): unreliable in every stream.
+    loo = record["loo"]
+    assert loo["reliable"] is (loo["max_k"] <= loo["good_k"])
     assert record["loo_conditional"]["reliable"] is False  # stated, for contrast
+    assert loo["max_k"] < record["loo_conditional"]["max_k"]
     assert "conditional" in md and "It is not used." in md
 
 
@@ -110,7 +127,9 @@ def test_divergences_alone_make_a_run_untrustworthy(base_dir):
     diverging[0, :3] = True
     stats["diverging"] = stats["diverging"].copy(data=diverging)
     tree["sample_stats"] = stats
-    diag = compute_diagnostics(tree, result.config.diagnostics)
+    # as the fit checks them: the marginal default draws theta exactly, so only mu and tau
+    sampled_theta = result.config.model.parametrisation != "marginal"
+    diag = compute_diagnostics(tree, result.config.diagnostics, sampled_theta=sampled_theta)
     assert diag["divergences"] == 3
     assert diag["max_rhat"] == result.diagnostics["max_rhat"]
     trusted, reasons = trust_verdict(dataclasses.replace(result, tree=tree, diagnostics=diag))

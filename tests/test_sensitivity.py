@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from seeds import seed
 
 import bayes_va
 from bayes_va import sensitivity
@@ -173,7 +174,7 @@ def test_an_extends_chain_and_overrides_resolve_as_documented(tmp_path) -> None:
         "[sampler]\ndraws = 500\n"
     )
     base, scenario = sensitivity.plan(
-        [child], BASE, leave_one_out=False, overrides={"sampler.seed": 7}
+        [child], BASE, leave_one_out=False, overrides={"sampler.seed": seed(7)}
     )
     cfg, plain = scenario.config, load_config(BASE)
     assert (scenario.name, scenario.kind) == ("child", "scenario")
@@ -183,7 +184,8 @@ def test_an_extends_chain_and_overrides_resolve_as_documented(tmp_path) -> None:
     assert cfg.data.variants == ("lin2016_low",)  # middle
     assert cfg.priors.mu == plain.priors.mu and cfg.model == plain.model  # base
     assert cfg.sampler.tune == plain.sampler.tune and cfg.diagnostics == plain.diagnostics
-    assert cfg.sampler.seed == 7 and base.config.sampler.seed == 7  # override, every scenario
+    # the override, in every scenario
+    assert cfg.sampler.seed == seed(7) and base.config.sampler.seed == seed(7)
 
     # --set strings: applied last, over the child's own value; the resolved config is what a
     # fit stores in provenance.json
