@@ -334,19 +334,29 @@ def robustness_section(root: Path) -> dict[str, Any] | None:
         return pct(s["fits_with_divergences"] / s["fits"], 1) if s else "–"
 
     public = [r for r in rep["public"] if r["parametrisation"] == rep["default"]]
-    designs = sorted({c.split("|")[0] for c in g["by_cell"]}, key=lambda d: (d == "real14", d))
-    ks = [d[1:] for d in designs if d.startswith("k")]
+    d = rep["design"]
+    ks = [x[1:] for x in d["designs"] if x.startswith("k")]
+    zeros = max((r["zero_event_studies"] for r in public), default=0)
     return {
         "date": rep["date"],
         "grid_fits": f"{g['fits']:,}",
-        "k_designs": f"k = {', '.join(ks)} studies",
+        "design": (
+            f"k = {', '.join(ks)} studies with sizes log-uniform from {d['n_range'][0]:,} to "
+            f"{d['n_range'][1]:,}, or the {d['revision_k']} revision studies' sizes; pooled "
+            f"proportion {', '.join(pct(p, 1) for p in d['pooled'])}; τ "
+            f"{', '.join(f'{t:g}' for t in d['tau'])}"
+        ),
         "pass_pct": pct(g["pass_rate"], 1),
+        "target_pass": pct(d["target_pass"], 1),
         "div_fits": f"{g['fits_with_divergences']:,}",
         "agree_pct": pct(g["agree_rate"], 1),
+        "target_agree": pct(d["target_agree"], 0),
+        "z_max": f"{d['z_max']:g}",
         "centred_div_pct": div_pct("centred"),
         "noncentred_div_pct": div_pct("noncentred"),
         "public_n": len(public),
         "public_ok": sum(r["ok"] for r in public),
+        "public_max_zero": zeros,
         "ess_ratio": f"{rep['revision_ratio']['sampling']:.2f}",
         "ess_ratio_fit": f"{rep['revision_ratio']['whole_fit']:.2f}",
         "targets": rep["targets"],

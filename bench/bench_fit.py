@@ -5,7 +5,8 @@ Measures
 1. Process wall time of ``bayes-va fit models/base.toml``: cold (empty compile cache) and warm
    (second process, same cache), three warm repeats.
 2. In-process compile vs sampling seconds and ESS(τ) per second of sampling, for each
-   parametrisation (marginal, centred, non-centred) and backend (nutpie, pymc; numpyro if installed).
+   parametrisation (marginal, centred, non-centred) and backend (nutpie, pymc; numpyro if
+   installed).
 3. Wall time of the exact quadrature posterior (median of 20).
 
 Writes ``bench/reports/fit.json`` and ``bench/reports/fit.md``. Run: ``make bench`` (or
