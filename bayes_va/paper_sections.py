@@ -343,8 +343,8 @@ def robustness_section(root: Path) -> dict[str, Any] | None:
         "design": (
             f"k = {', '.join(ks)} studies with sizes log-uniform from {d['n_range'][0]:,} to "
             f"{d['n_range'][1]:,}, or the {d['revision_k']} revision studies' sizes; pooled "
-            f"proportion {', '.join(pct(p, 1) for p in d['pooled'])}; τ "
-            f"{', '.join(f'{t:g}' for t in d['tau'])}"
+            f"proportion {', '.join(f'{100 * p:g} %' for p in d['pooled'])}; τ "
+            f"{', '.join(f'{t:g}' for t in d['tau'])}; zero-event studies as they fell"
         ),
         "pass_pct": pct(g["pass_rate"], 1),
         "target_pass": pct(d["target_pass"], 1),
