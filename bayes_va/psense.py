@@ -137,6 +137,20 @@ def _psense(tree: xr.DataTree, names: list[str], group: str, lik: str) -> dict[s
     return _rows(az.psense(tree, var_names=names, group=group, alphas=ALPHAS, **kwargs))
 
 
+def _chain_psense(
+    tree: xr.DataTree, chain: int, names: list[str], group: str, lik: str, keys: dict
+) -> dict[str, float]:
+    """One chain's sensitivities (for the between-chain MCSE), NaN where it cannot be had.
+
+    A stuck chain (every draw equal, as in a badly diverging run) has no tail for ArviZ's
+    Pareto smoothing, which raises; its MCSE is then unknown, not the run's report lost.
+    """
+    try:
+        return _psense(tree.isel(chain=[chain]), names, group, lik)
+    except ValueError:
+        return dict.fromkeys(keys, float("nan"))
+
+
 def power_scaling_sensitivity(
     result: FitResult,
     *,
@@ -172,7 +186,7 @@ def power_scaling_sensitivity(
     n_chains = post.sizes["chain"]
     values = {g: _psense(tree, names, g, lik) for g in ("prior", "likelihood")}
     per_chain = {
-        g: [_psense(tree.isel(chain=[c]), names, g, lik) for c in range(n_chains)]
+        g: [_chain_psense(tree, c, names, g, lik, values[g]) for c in range(n_chains)]
         for g in ("prior", "likelihood")
     }
     rows = []
@@ -183,6 +197,7 @@ def power_scaling_sensitivity(
             row[g] = values[g][q]
             chains = np.array([pc[q] for pc in per_chain[g]])
             # batch means with chains as batches: each holds 1/n of the draws
+            # NaN when a chain was stuck (see _chain_psense): the MCSE is then unknown
             row[f"{g}_mcse"] = (
                 float(chains.std(ddof=1) / np.sqrt(n_chains)) if n_chains > 1 else float("nan")
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import bayes_va
 from bayes_va.config import Prior
@@ -146,3 +147,27 @@ def test_prior_predictive_of_the_beta_binomial_with_a_gamma_prior(base):
     pp = prior_predictive_check(cfg, base.data.y, base.data.n, draws=2000)
     assert "phi" in set(pp.quantities["quantity"])
     assert np.isfinite(pp.statistics["p_value"]).all()
+
+
+# ArviZ warns before it raises on a degenerate chain; the warning is about the input we built
+@pytest.mark.filterwarnings("ignore:Number of tail draws:UserWarning")
+def test_a_stuck_chain_leaves_its_mcse_unknown_instead_of_losing_the_table(base):
+    """A chain whose draws are all equal (a badly diverging run) has no tail to smooth.
+
+    Deterministic: chain 0 is made constant by hand, so ArviZ's Pareto smoothing of that
+    chain must fail, whatever the stream.
+    """
+    import dataclasses
+
+    tree = base.tree.copy(deep=True)
+    for group in ("posterior", "log_likelihood"):
+        ds = tree[group].to_dataset()
+        for name, da in ds.data_vars.items():
+            first = da.isel(chain=0, draw=0)
+            ds[name] = da.where(da["chain"] != da["chain"][0], first)
+        tree[group] = xr.DataTree(ds)
+    stuck = dataclasses.replace(base, tree=tree)
+    table = power_scaling_sensitivity(stuck)
+    assert len(table) > 0
+    assert table["prior_mcse"].isna().all()
+    assert np.isfinite(table["prior"]).all()
