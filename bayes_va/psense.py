@@ -145,10 +145,14 @@ def _chain_psense(
     A stuck chain (every draw equal, as in a badly diverging run) has no tail for ArviZ's
     Pareto smoothing, which raises; its MCSE is then unknown, not the run's report lost.
     """
-    try:
-        return _psense(tree.isel(chain=[chain]), names, group, lik)
-    except ValueError:
-        return dict.fromkeys(keys, float("nan"))
+    with warnings.catch_warnings():
+        # ArviZ warns (invalid divide, too few tail draws) or raises on such a chain
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("error", UserWarning)
+        try:
+            return _psense(tree.isel(chain=[chain]), names, group, lik)
+        except (ValueError, RuntimeWarning, UserWarning):
+            return dict.fromkeys(keys, float("nan"))
 
 
 def power_scaling_sensitivity(
