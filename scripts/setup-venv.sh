@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or refresh the project's virtual environment from requirements.lock (exact versions,
 # hash-checked; see README, "Pinned installs"); fail loudly on the wrong interpreter.
-# Usage: scripts/setup-venv.sh PYTHON VENV_DIR   (make venv / make VENV=/tmp/v venv)
+# Usage: scripts/setup-venv.sh PYTHON VENV_DIR   (make venv / make VENV=.venv-fresh venv)
 set -euo pipefail
 python_cmd=${1:-python3.12}
 venv=${2:-.venv}
