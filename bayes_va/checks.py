@@ -32,6 +32,7 @@ import xarray as xr
 from scipy import stats
 from scipy.special import expit
 
+from .exact import empirical_logits
 from .loo import marginal_loo
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ _SAMPLE = ("chain", "draw")
 
 def empirical_logit(y: np.ndarray, n: np.ndarray) -> np.ndarray:
     """``log((y + 0.5) / (n - y + 0.5))``: finite for 0 and n events."""
-    return np.log((y + 0.5) / (n - y + 0.5))
+    return empirical_logits(y, n)[0]
 
 
 def spread(y: np.ndarray, n: np.ndarray) -> np.ndarray:

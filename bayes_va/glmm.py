@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special, stats
 
-from .exact import log_marginal_likelihood, random_effect_nodes
+from .exact import empirical_logits, log_marginal_likelihood, random_effect_nodes
 
 __all__ = ["GLMMResult", "fit_glmm"]
 
@@ -187,8 +187,8 @@ def _common_proportion(y: FloatArray, n: FloatArray) -> tuple[float, float, floa
 
 def _starting_tau(y: FloatArray, n: FloatArray) -> float:
     """DerSimonian-Laird tau on continuity-corrected logits: a start, not an estimate."""
-    logit = np.log((y + 0.5) / (n - y + 0.5))
-    w = 1.0 / (1.0 / (y + 0.5) + 1.0 / (n - y + 0.5))
+    logit, var = empirical_logits(y, n)
+    w = 1.0 / var
     centre = np.sum(w * logit) / w.sum()
     q = np.sum(w * (logit - centre) ** 2)
     denom = w.sum() - np.sum(w**2) / w.sum()

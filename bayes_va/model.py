@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 
 import pymc as pm
 
+from .exact import empirical_logits
+
 if TYPE_CHECKING:
     from .config import Config, Prior
     from .dataset import StudyData
@@ -87,10 +89,13 @@ def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, objec
     return values
 
 
+def _prior_params(name: str, prior: Prior) -> dict[str, object]:
+    """The prior's parameters as ``pm.Data`` (swappable without recompiling)."""
+    return {p: pm.Data(f"prior_{name}_{p}", v) for p, v in prior.params.items()}
+
+
 def _prior(name: str, prior: Prior, dims: str | None = None) -> pm.Distribution:
-    params = {p: pm.Data(f"prior_{name}_{p}", v) for p, v in prior.params.items()}
-    dist = getattr(pm, prior.dist)
-    return dist(name, **params, dims=dims)
+    return getattr(pm, prior.dist)(name, **_prior_params(name, prior), dims=dims)
 
 
 def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
@@ -213,14 +218,4 @@ def _marginal_model(data: StudyData, design: Design, priors: dict[str, Prior], n
 
 def _logp(prior: Prior, name: str, value):
     """Log density of ``prior`` at ``value``, its parameters as ``pm.Data`` (swappable)."""
-    params = {p: pm.Data(f"prior_{name}_{p}", v) for p, v in prior.params.items()}
-    return pm.logp(getattr(pm, prior.dist).dist(**params), value)
-
-
-def empirical_logits(y, n):
-    """Empirical logits and their approximate variances (1/2 added to every cell)."""
-    import numpy as np
-
-    y = np.asarray(y, dtype=float)
-    n = np.asarray(n, dtype=float)
-    return np.log((y + 0.5) / (n - y + 0.5)), 1.0 / (y + 0.5) + 1.0 / (n - y + 0.5)
+    return pm.logp(getattr(pm, prior.dist).dist(**_prior_params(name, prior)), value)

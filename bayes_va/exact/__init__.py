@@ -49,7 +49,7 @@ from .beta_binomial import (
     log_marginal_likelihood_beta_binomial,
     posterior_grid_beta_binomial,
 )
-from .common import LogDensity, default_log_prior_mu, default_log_prior_tau
+from .common import LogDensity, default_log_prior_mu, default_log_prior_tau, empirical_logits
 from .logit_normal import ExactPosterior, leave_one_out_elpd, posterior_grid
 from .marginal import _conditional_mode as _conditional_mode  # named in marginal docs
 from .marginal import log_marginal_likelihood, random_effect_nodes
@@ -61,6 +61,7 @@ __all__ = [
     "default_log_prior_mu",
     "default_log_prior_phi",
     "default_log_prior_tau",
+    "empirical_logits",
     "leave_one_out_elpd",
     "log_marginal_likelihood",
     "log_marginal_likelihood_beta_binomial",

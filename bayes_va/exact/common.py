@@ -61,6 +61,17 @@ def _study_arrays(y: ArrayLike, n: ArrayLike) -> tuple[FloatArray, FloatArray]:
     return y_arr, n_arr
 
 
+def empirical_logits(y: ArrayLike, n: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Empirical logits ``log((y + 1/2) / (n - y + 1/2))`` and their approximate variances.
+
+    ``1 / (y + 1/2) + 1 / (n - y + 1/2)``: finite for 0 and n events. The normal approximation
+    that places grids, whitens the sampler's mu and starts the GLMM; never a result itself.
+    """
+    y = np.asarray(y, dtype=float)
+    n = np.asarray(n, dtype=float)
+    return np.log((y + 0.5) / (n - y + 0.5)), 1.0 / (y + 0.5) + 1.0 / (n - y + 0.5)
+
+
 def _log_binom_coef(y: FloatArray, n: FloatArray) -> FloatArray:
     """``log C(n, y)`` via log-gamma (exact enough for n ~ 1e5)."""
     return special.gammaln(n + 1.0) - special.gammaln(y + 1.0) - special.gammaln(n - y + 1.0)

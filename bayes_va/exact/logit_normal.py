@@ -20,6 +20,7 @@ from .common import (
     _study_arrays,
     default_log_prior_mu,
     default_log_prior_tau,
+    empirical_logits,
 )
 from .grid import _SplineCDF
 from .marginal import _hermite_rule, log_marginal_likelihood
@@ -103,8 +104,7 @@ def _whitening(y: FloatArray, n: FloatArray, log_prior_mu: LogDensity) -> Whiten
     approximation is off (zero-event studies, a prior that dominates).
     """
     if y.size:
-        logit = np.log((y + 0.5) / (n - y + 0.5))
-        var = 1.0 / (y + 0.5) + 1.0 / (n - y + 0.5)
+        logit, var = empirical_logits(y, n)
         centre = float(np.sum(logit / var) / np.sum(1.0 / var))
     else:
         logit, var, centre = np.zeros(0), np.zeros(0), 0.0
