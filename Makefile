@@ -45,8 +45,11 @@ paper: $(STAMP)
 fit: $(STAMP)
 	$(VENV)/bin/bayes-va fit models/base.toml
 
+# ruff (style, numpydoc docstrings), import-linter (the layers in pyproject.toml), mypy (types)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy bayes_va
 
 bench: $(STAMP)
 	$(VPY) bench/bench_fit.py

@@ -28,15 +28,15 @@ __all__ = ["__version__", "fit", "load_config", "load_result"]
 
 def __getattr__(name: str):  # lazy: keep `import bayes_va` fast and PyMC-free
     if name == "fit":
-        from .fitting import fit
+        from bayes_va.fitting.run import fit
 
         return fit
     if name == "load_config":
-        from .config import load_config
+        from bayes_va.config.model import load_config
 
         return load_config
     if name == "load_result":
-        from .results import load_result
+        from bayes_va.fitting.results import load_result
 
         return load_result
     raise AttributeError(f"module 'bayes_va' has no attribute {name!r}")

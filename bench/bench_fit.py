@@ -53,9 +53,9 @@ def process_wall(cache: Path, out: Path, *extra: str) -> float:
 def sampler_grid(backends: list[str]) -> list[dict]:
     import arviz as az
 
-    from bayes_va.config import load_config
-    from bayes_va.dataset import build_dataset
-    from bayes_va.sampling import clear_compiled_cache, run_sampler
+    from bayes_va.config.model import load_config
+    from bayes_va.data.dataset import build_dataset
+    from bayes_va.engine.sampling import clear_compiled_cache, run_sampler
 
     rows = []
     for backend in backends:
@@ -95,9 +95,9 @@ def sampler_grid(backends: list[str]) -> list[dict]:
 
 
 def exact_time(repeats: int = 20) -> float:
-    from bayes_va import exact
-    from bayes_va.config import load_config
-    from bayes_va.dataset import build_dataset
+    from bayes_va.config.model import load_config
+    from bayes_va.data.dataset import build_dataset
+    from bayes_va.numerics import exact
 
     cfg = load_config(ROOT / "models/base.toml")
     data = build_dataset(cfg.data, cfg.data_dir)

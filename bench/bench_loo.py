@@ -53,11 +53,17 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
 
     import bayes_va
-    from bayes_va.compare import compare_models
-    from bayes_va.exact import log_marginal_likelihood
-    from bayes_va.loo import CONDITIONAL, LooReliabilityWarning, marginal_loo, pareto_k_counts
-    from bayes_va.psense import power_scaling_sensitivity
-    from bayes_va.report import markdown_table, write_report
+    from bayes_va.checking.compare import compare_models
+    from bayes_va.checking.loo import (
+        CONDITIONAL,
+        LooReliabilityWarning,
+        marginal_loo,
+        pareto_k_counts,
+    )
+    from bayes_va.checking.psense import power_scaling_sensitivity
+    from bayes_va.core.serialize import markdown_table
+    from bayes_va.numerics.exact import log_marginal_likelihood
+    from bayes_va.workflows.report import write_report
 
     warnings.simplefilter("ignore", LooReliabilityWarning)
     record: dict = {"platform": platform.platform(), "python": platform.python_version()}
@@ -159,7 +165,7 @@ def main() -> None:
         record["report_seconds"] = time.perf_counter() - t0
 
     OUT.mkdir(parents=True, exist_ok=True)
-    from bayes_va.report import json_safe
+    from bayes_va.core.serialize import json_safe
 
     (OUT / "loo.json").write_text(json.dumps(json_safe(record), indent=2) + "\n")
 

@@ -3,19 +3,19 @@
 What it does
 ------------
 1. Datasets. The revision data as the configs see them (base; Lin 2016 at 4 % / 13 % /
-   dropped; Hazzard 2014 split into its VP and KP arms), built with ``bayes_va.config`` +
-   ``bayes_va.dataset``, and single-arm proportion datasets that ship with metafor (package
+   dropped; Hazzard 2014 split into its VP and KP arms), built with ``bayes_va.config.model`` +
+   ``bayes_va.data.dataset``, and single-arm proportion datasets that ship with metafor (package
    metadat: ``dat.pritz1997``, ``dat.debruin2009``, ``dat.hannum2020`` and the control arms of
    ``dat.pagliaro1992``), exported by R inside the run. All go to CSV files (study, events, n)
    in ``bench/reports/cache/r_anchors/`` (git-ignored), which both sides read.
-2. Classical GLMM: ``bayes_va.glmm.fit_glmm`` vs ``metafor::rma.glmm(measure = "PLO",
+2. Classical GLMM: ``bayes_va.numerics.glmm.fit_glmm`` vs ``metafor::rma.glmm(measure = "PLO",
    method = "ML")`` (``bench/r/metafor_glmm.R``). Target: μ̂, τ̂ and the 95 % CI agree to 3
    significant digits (|difference| ≤ half a unit in the 3rd significant digit of metafor's
    value). metafor's own nAGQ = 25 fit and lme4's ``glmer(nAGQ = 25)`` are recorded as
    tie-breakers.
 3. Bayesian model: ``bayes_va.fit`` (default backend nutpie, base priors) vs brms
    (``bench/r/brms_fit.R``, same priors, same 4 x (1000 + 1000) budget), and both vs the exact
-   quadrature posterior (``bayes_va.exact``). Quantiles 2.5 / 50 / 97.5 % of μ, τ, the pooled
+   quadrature posterior (``bayes_va.numerics.exact``). Quantiles 2.5 / 50 / 97.5 % of μ, τ, the pooled
    and the predictive proportion; each difference is divided by the Monte-Carlo standard
    errors (ArviZ quantile MCSE, same code for both samplers): |z| ≤ 3 counts as agreement.
 4. Speed: wall time per fit for metafor (in-process, median of repeats), bayes_va's GLMM,
@@ -153,8 +153,8 @@ def run_r(script: str, *args: str) -> float:
 
 
 def write_revision_csvs() -> list[dict[str, Any]]:
-    from bayes_va.config import load_config
-    from bayes_va.dataset import build_dataset
+    from bayes_va.config.model import load_config
+    from bayes_va.data.dataset import build_dataset
 
     out = []
     for did, (overrides, what) in REVISION.items():
@@ -232,11 +232,11 @@ def predictive_draws(mu: np.ndarray, tau: np.ndarray, seed: int) -> np.ndarray:
 
 def bayes_va_side(datasets: list[dict[str, Any]], warm_repeats: int, glmm_repeats: int):
     import bayes_va
-    from bayes_va import sampling  # noqa: F401  (imports PyMC now, outside any timing)
-    from bayes_va.config import load_config
-    from bayes_va.dataset import from_counts
-    from bayes_va.fitting import exact_posterior
-    from bayes_va.glmm import fit_glmm
+    from bayes_va.config.model import load_config
+    from bayes_va.data.dataset import from_counts
+    from bayes_va.engine import sampling  # noqa: F401  (imports PyMC now, outside any timing)
+    from bayes_va.fitting.run import exact_posterior
+    from bayes_va.numerics.glmm import fit_glmm
 
     results: dict[str, Any] = {}
     for ds in datasets:
@@ -466,7 +466,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
     L += [
         "",
-        '## Classical GLMM: `bayes_va.glmm.fit_glmm` vs `metafor::rma.glmm(measure = "PLO", '
+        '## Classical GLMM: `bayes_va.numerics.glmm.fit_glmm` vs `metafor::rma.glmm(measure = "PLO", '
         'method = "ML")`',
         "",
         "Target: μ̂, τ̂ and the 95 % Wald CI (log-odds and proportion scale) agree to 3 "

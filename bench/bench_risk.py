@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from bayes_va import atomic, risk
+    from bayes_va import risk
+    from bayes_va.core import atomic
 
     profiles = random_profiles(args.profiles)
     base = ROOT / "results" / "base"

@@ -11,7 +11,7 @@ Measures, with ``models/base.toml`` and only the data swapped:
    same datasets: dataset seeds depend on the cell and replicate only). Targets for the default:
    >= 99.5 % of fits pass every diagnostic and none has a divergent transition; the
    2.5/50/97.5 % quantiles of the pooled proportion and tau lie within 3 MCSE of the exact
-   quadrature posterior (:mod:`bayes_va.exact`) in >= 99 % of fits.
+   quadrature posterior (:mod:`bayes_va.numerics.exact`) in >= 99 % of fits.
 2. **Public proportion datasets** (``bench/data/metadat/*.csv``, exported from the R package
    metadat; each file names its source): every default fit passes its checks.
 3. **The 14 revision studies**: ESS(tau) per second of sampling for each parametrisation over
@@ -60,7 +60,7 @@ TARGET_PASS = 0.995
 TARGET_AGREE = 0.99
 TARGET_ESS_RATIO = 0.5
 BASE_SEED = 20261130
-#: Words that name each kind of failed check in bayes_va.diagnostics' messages.
+#: Words that name each kind of failed check in bayes_va.fitting.diagnostics' messages.
 FAILURE_KINDS = ("R-hat", "bulk ESS", "tail ESS", "divergent", "E-BFMI")
 
 CELLS = list(itertools.product(DESIGNS, POOLED, TAUS))
@@ -80,7 +80,7 @@ def simulate(design: str, pooled: float, tau: float, rng: np.random.Generator):
 
 @functools.cache
 def _base_config():
-    from bayes_va.config import load_config
+    from bayes_va.config.model import load_config
 
     return load_config(BASE)
 
@@ -101,7 +101,7 @@ def _mcmc_quantiles(est: dict[str, Any], diag: dict[str, Any]) -> dict[str, Any]
 
 def exact_z(y, n, mcmc: dict[str, Any]) -> dict[str, float] | str:
     """(MCMC - exact) / MCSE per quantile, or the reason the exact reference failed."""
-    from bayes_va.fitting import exact_posterior
+    from bayes_va.fitting.run import exact_posterior
 
     try:
         ex = exact_posterior(_base_config(), _data(y, n))
@@ -123,7 +123,7 @@ def _z(ex, mcmc: dict[str, Any]) -> dict[str, float]:
 
 
 def _data(y, n):
-    from bayes_va.dataset import from_counts
+    from bayes_va.data.dataset import from_counts
 
     return from_counts(np.asarray(y), np.asarray(n))
 
@@ -135,7 +135,7 @@ def grid_task(parametrisation: str, reps: int, index: int, seed: int) -> dict[st
     parametrisation sees the same data; ``seed`` drives the sampler. The counts and the MCMC
     quantiles are stored, so the exact reference is computed (and can be recomputed) apart.
     """
-    from bayes_va.fitting import fit
+    from bayes_va.fitting.run import fit
 
     cell, rep = divmod(index, reps)
     design, pooled, tau = CELLS[cell]
@@ -187,7 +187,7 @@ def add_exact(rows: list[dict], client) -> list[dict]:
 
 def run_grid(parametrisation: str, reps: int, workers: int | None, resume: bool) -> list[dict]:
     """Every cell x ``reps`` datasets for one parametrisation, on a local dask cluster."""
-    from bayes_va.executor import ClusterSpec, TaskStore, run_tasks
+    from bayes_va.workflows.executor import ClusterSpec, TaskStore, run_tasks
 
     out = RUNS / f"{parametrisation}_r{reps}"
     report = run_tasks(
@@ -210,7 +210,7 @@ def run_grid(parametrisation: str, reps: int, workers: int | None, resume: bool)
 
 def load_grid(parametrisation: str, reps: int) -> list[dict]:
     """The stored grid fits of an earlier run (``--skip-grid``)."""
-    from bayes_va.executor import TaskStore
+    from bayes_va.workflows.executor import TaskStore
 
     records = TaskStore(RUNS / f"{parametrisation}_r{reps}").records()
     if len(records) != len(CELLS) * reps or any(r["status"] != "ok" for r in records):
@@ -278,8 +278,8 @@ def public_datasets() -> list[dict]:
     """Default fits of the exported metadat proportion datasets."""
     import pandas as pd
 
-    from bayes_va.dataset import from_counts
-    from bayes_va.fitting import fit
+    from bayes_va.data.dataset import from_counts
+    from bayes_va.fitting.run import fit
 
     rows = []
     for path in sorted(METADAT.glob("*.csv")):
@@ -313,7 +313,7 @@ def revision_efficiency(seeds: int) -> list[dict]:
     """ESS(tau) per second of sampling on the 14 revision studies, per parametrisation."""
     import arviz as az
 
-    from bayes_va.fitting import fit
+    from bayes_va.fitting.run import fit
 
     rows = []
     for par in PARAMETRISATIONS:
@@ -354,7 +354,7 @@ def _verdict(ok: bool) -> str:
 
 def write_report(report: dict[str, Any]) -> None:
     """``robustness.json`` and a readable ``robustness.md``."""
-    from bayes_va.atomic import write_json, write_text
+    from bayes_va.core.atomic import write_json, write_text
 
     OUT.mkdir(parents=True, exist_ok=True)
     write_json(OUT / "robustness.json", report)
@@ -518,7 +518,7 @@ def main() -> None:
             )
     if args.grid_only:
         return
-    from bayes_va.executor import ClusterSpec, dask_client
+    from bayes_va.workflows.executor import ClusterSpec, dask_client
 
     with dask_client(ClusterSpec(n_workers=args.workers)) as client:
         grid = {par: me.summarise_grid(me.add_exact(rows, client)) for par, rows in runs.items()}

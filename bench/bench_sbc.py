@@ -1,6 +1,6 @@
 """Simulation-based calibration of the base model at N >= 500 replications, on dask.
 
-Runs ``bayes_va.sbc.run_sbc("models/base.toml", N)`` (full sampler settings, the 14 revision
+Runs ``bayes_va.workflows.sbc.run_sbc("models/base.toml", N)`` (full sampler settings, the 14 revision
 studies' sizes) on a local cluster with one worker per core, resumable: the run folder is
 ``results/sbc/base_bench/`` (git-ignored; rerun with ``--resume`` after an interruption), and
 the summary, coverage table and figure are copied to ``bench/reports/sbc_base.*``.
@@ -23,9 +23,9 @@ KINDS = ("R-hat", "bulk ESS", "tail ESS", "divergent", "E-BFMI")
 
 
 def main() -> None:
-    from bayes_va.executor import ClusterSpec
-    from bayes_va.sbc import coverage_markdown, run_sbc
-    from bayes_va.sbc_outputs import verdicts_markdown
+    from bayes_va.workflows.executor import ClusterSpec
+    from bayes_va.workflows.sbc import coverage_markdown, run_sbc
+    from bayes_va.workflows.sbc_outputs import verdicts_markdown
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replications", type=int, default=500)
@@ -60,8 +60,8 @@ def main() -> None:
         "",
         verdicts_markdown(s),
     ]
-    from bayes_va import atomic
-    from bayes_va.executor import TaskStore
+    from bayes_va.core import atomic
+    from bayes_va.workflows.executor import TaskStore
 
     fails: dict[str, int] = {}
     div_fits = 0

@@ -42,7 +42,7 @@ def _warm(config_path: str) -> int:
     """Worker warm-up: one fit of the base config (compiles the model in this process)."""
     import os
 
-    from bayes_va.fitting import fit
+    from bayes_va.fitting.run import fit
 
     fit(config_path)
     return os.getpid()
@@ -50,9 +50,9 @@ def _warm(config_path: str) -> int:
 
 def workers_benchmark(n_tasks: int, worker_counts: tuple[int, ...]) -> list[dict]:
     """Fits per second of SBC replications on warm local clusters of each size."""
-    from bayes_va.config import load_config
-    from bayes_va.executor import ClusterSpec, dask_client, run_tasks
-    from bayes_va.sbc import SBCSpec, replicate
+    from bayes_va.config.model import load_config
+    from bayes_va.workflows.executor import ClusterSpec, dask_client, run_tasks
+    from bayes_va.workflows.sbc import SBCSpec, replicate
 
     cfg = load_config(ROOT / "models/base.toml")
     spec = SBCSpec(cfg, SIZES)
@@ -92,14 +92,14 @@ def _k_child(param: str, k: int, full_fit: bool, warm: bool) -> dict:
 
     The warm run (and the derived quantities) are skipped where they would take minutes:
     the centred route at k = 10,000 (~2 min per run; its derived log-likelihood with
-    bayes_va.exact another ~3 min).
+    bayes_va.numerics.exact another ~3 min).
     """
     import numpy as np
 
-    from bayes_va.config import load_config
-    from bayes_va.dataset import from_counts
-    from bayes_va.derived import add_derived
-    from bayes_va.sampling import run_sampler
+    from bayes_va.config.model import load_config
+    from bayes_va.data.dataset import from_counts
+    from bayes_va.engine.derived import add_derived
+    from bayes_va.engine.sampling import run_sampler
 
     cfg = load_config(ROOT / "models/base.toml", {"model.parametrisation": param})
     out = {"parametrisation": param, "k": k}
@@ -126,7 +126,7 @@ def _k_child(param: str, k: int, full_fit: bool, warm: bool) -> dict:
             add_derived(run.tree, data, cfg.sampler.seed)
             out[label]["derived_s"] = time.perf_counter() - t0
             if full_fit:
-                from bayes_va.fitting import fit
+                from bayes_va.fitting.run import fit
 
                 t0 = time.perf_counter()
                 res = fit(cfg, data=data)

@@ -9,7 +9,7 @@ Measures, in one run
 2. **Extra same-structure scenarios**: in this process, after the first fit of the base
    structure, the wall time of each further ``bayes_va.fit`` of the same structure (prior-value
    swaps and data swaps), and of the leave-one-out refits after the first of theirs.
-3. **Where one warm fit's time goes**: the steps of :func:`bayes_va.fitting.fit` called one by
+3. **Where one warm fit's time goes**: the steps of :func:`bayes_va.fitting.run.fit` called one by
    one with ``time.perf_counter`` around each (sampling, derived quantities, diagnostics, exact
    reference, GLMM, summaries), median of repeats, plus the sub-steps that dominate.
 4. The beta-binomial exact reference (grid + headline quantiles), the cost a fit of that family
@@ -58,9 +58,9 @@ def structure_of(scenarios: list) -> tuple[dict[str, str], int, dict[str, list]]
     """Scenario name -> readable compiled-model structure key; how many structures would
     remain if neither k nor the prior family of tau made a new one; the values each part of
     the key takes across the set."""
-    from bayes_va.dataset import build_dataset
-    from bayes_va.model import structure_key
-    from bayes_va.moderators import build_design
+    from bayes_va.data.dataset import build_dataset
+    from bayes_va.data.moderators import build_design
+    from bayes_va.engine.model import structure_key
 
     out, shared = {}, set()
     parts: dict[str, set] = defaultdict(set)
@@ -83,7 +83,7 @@ def structure_of(scenarios: list) -> tuple[dict[str, str], int, dict[str, list]]
 
 def full_set() -> dict[str, Any]:
     """Run the CLI on the default set in a fresh process; read back its table."""
-    from bayes_va.sensitivity import plan
+    from bayes_va.workflows.sensitivity import plan
 
     scenarios = plan(SENS, BASE, leave_one_out=True)
     structures, n_shared, varying = structure_of(scenarios)
@@ -138,8 +138,8 @@ def full_set() -> dict[str, Any]:
 def extra_scenarios() -> dict[str, Any]:
     """Wall time of each same-structure fit after the first, in this process."""
     import bayes_va
-    from bayes_va.config import load_config
-    from bayes_va.sampling import clear_compiled_cache
+    from bayes_va.config.model import load_config
+    from bayes_va.engine.sampling import clear_compiled_cache
 
     clear_compiled_cache()
     t0 = time.perf_counter()
@@ -169,7 +169,7 @@ def extra_scenarios() -> dict[str, Any]:
         for v in values:
             timed(f"{key}={v:g}", "prior-value swap", base_cfg.replace(**{key: v}))
     # leave-one-out: k = 13, a structure of its own; the first compiles, the rest reuse it
-    from bayes_va.dataset import build_dataset
+    from bayes_va.data.dataset import build_dataset
 
     studies = build_dataset(base_cfg.data, base_cfg.data_dir).study
     loo_first_s = None
@@ -199,20 +199,21 @@ def extra_scenarios() -> dict[str, Any]:
 
 
 def warm_fit_breakdown(repeats: int) -> dict[str, Any]:
-    """The steps of ``bayes_va.fitting.fit``, timed one by one (same calls, same order)."""
+    """The steps of ``bayes_va.fitting.run.fit``, timed one by one (same calls, same order)."""
     import numpy as np
 
-    from bayes_va import exact, glmm, sampling
-    from bayes_va.config import load_config
-    from bayes_va.dataset import build_dataset
-    from bayes_va.derived import add_derived
-    from bayes_va.diagnostics import compute_diagnostics, mcse_table
-    from bayes_va.estimates import exact_reference, headline, moderator_effects, study_table
-    from bayes_va.fitting import exact_posterior, fit
-    from bayes_va.model import data_values, structure_key
-    from bayes_va.moderators import build_design
-    from bayes_va.provenance import provenance_record
-    from bayes_va.results import FitResult
+    from bayes_va.config.model import load_config
+    from bayes_va.data.dataset import build_dataset
+    from bayes_va.data.moderators import build_design
+    from bayes_va.engine import sampling
+    from bayes_va.engine.derived import add_derived
+    from bayes_va.engine.model import data_values, structure_key
+    from bayes_va.fitting.diagnostics import compute_diagnostics, mcse_table
+    from bayes_va.fitting.estimates import exact_reference, headline, moderator_effects, study_table
+    from bayes_va.fitting.provenance import provenance_record
+    from bayes_va.fitting.results import FitResult
+    from bayes_va.fitting.run import exact_posterior, fit
+    from bayes_va.numerics import exact, glmm
 
     fit(BASE)  # compile (or reuse)
     steps: dict[str, list[float]] = defaultdict(list)
@@ -293,8 +294,11 @@ def what_if(repeats: int) -> list[dict[str, Any]]:
     from functools import partial
     from unittest import mock
 
-    from bayes_va import derived, diagnostics, exact, fitting
-    from bayes_va.fitting import fit
+    from bayes_va.engine import derived
+    from bayes_va.fitting import diagnostics
+    from bayes_va.fitting import run as fitting
+    from bayes_va.fitting.run import fit
+    from bayes_va.numerics import exact
 
     def tol_none():
         lml = partial(exact.log_marginal_likelihood, tol=None)
@@ -329,10 +333,10 @@ def what_if(repeats: int) -> list[dict[str, Any]]:
 
 
 def beta_binomial_reference(repeats: int) -> dict[str, float]:
-    from bayes_va.config import load_config
-    from bayes_va.dataset import build_dataset
-    from bayes_va.exact import posterior_grid_beta_binomial
-    from bayes_va.priors import log_density
+    from bayes_va.config.model import load_config
+    from bayes_va.config.priors import log_density
+    from bayes_va.data.dataset import build_dataset
+    from bayes_va.numerics.exact import posterior_grid_beta_binomial
 
     cfg = load_config(ROOT / "models/sensitivity/beta_binomial.toml")
     data = build_dataset(cfg.data, cfg.data_dir)

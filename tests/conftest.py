@@ -150,7 +150,7 @@ def edit_csv(tmp_data_dir: Path) -> CsvEditor:
 
 @pytest.fixture(scope="session")
 def _revision_counts(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from bayes_va.data import load_revision
+    from bayes_va.data.tables import load_revision
 
     frame = load_revision(data_dir)
     study_ids = np.array(frame["study_id"].tolist(), dtype=str)

@@ -8,7 +8,7 @@ offset replays every statistical test on fresh streams::
 
 The offset is added, test-side only (nothing in ``bayes_va`` reads the variable):
 
-* to ``sampler.seed`` of every config file that :func:`bayes_va.config.load_config` reads
+* to ``sampler.seed`` of every config file that :func:`bayes_va.config.model.load_config` reads
   during the tests, after its ``extends`` chain is merged and before overrides (a file without
   a seed gets ``SamplerConfig``'s default plus the offset). So ``bayes_va.fit("models/base.toml")``,
   the sensitivity scenarios, the CLI and the paper build all sample with shifted seeds.
@@ -56,7 +56,7 @@ def seed(n: int) -> int:
 
 
 def _default_sampler_seed() -> int:
-    from bayes_va.config import SamplerConfig
+    from bayes_va.config.model import SamplerConfig
 
     return SamplerConfig.__dataclass_fields__["seed"].default  # type: ignore[return-value]
 
@@ -85,13 +85,13 @@ def install_config_seed_offset() -> Callable[[], None]:
 
     Returns a function that undoes the patch.
     """
-    from bayes_va import config
+    from bayes_va.config import model as config
 
     original = getattr(config, "_read_raw", None)
     if original is None or getattr(original, "_seed_offset_hook", False):
         if original is None:
             raise RuntimeError(
-                "tests/seeds.py: bayes_va.config._read_raw is gone; move the seed-offset hook "
+                "tests/seeds.py: bayes_va.config.model._read_raw is gone; move the seed-offset hook "
                 "to whatever load_config now uses to read a file"
             )
         return lambda: None

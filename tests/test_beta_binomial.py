@@ -1,7 +1,7 @@
 """The beta-binomial family: its exact (quadrature) reference and the MCMC fit against it.
 
 Model: ``y_i ~ BetaBinomial(n_i, p phi, (1 - p) phi)``, ``logit p = mu``. The reference,
-:func:`bayes_va.exact.posterior_grid_beta_binomial`, is checked three ways that do not share its
+:func:`bayes_va.numerics.exact.posterior_grid_beta_binomial`, is checked three ways that do not share its
 code: the closed-form likelihood against ``scipy.stats.betabinom``, the whole posterior against
 a brute-force fixed grid built here from ``scipy.stats.betabinom.logpmf`` (Simpson CDFs, no
 splines), and the grid against a twice-finer one. The MCMC fit of
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import integrate, interpolate, optimize, special, stats
 
-from bayes_va.exact import (
+from bayes_va.numerics.exact import (
     ExactBetaBinomialPosterior,
     default_log_prior_phi,
     log_marginal_likelihood_beta_binomial,
@@ -42,8 +42,8 @@ COUNTS = [(0, 10), (10, 10), (3, 10), (2, 86), (0, 843), (14, 843), (12130, 8086
 @pytest.fixture(scope="module")
 def revision() -> tuple[np.ndarray, np.ndarray]:
     """Events and sizes of the 14 base-case revision studies, as the config builds them."""
-    from bayes_va.config import load_config
-    from bayes_va.dataset import build_dataset
+    from bayes_va.config.model import load_config
+    from bayes_va.data.dataset import build_dataset
 
     cfg = load_config("models/sensitivity/beta_binomial.toml")
     data = build_dataset(cfg.data, cfg.data_dir)
@@ -141,8 +141,8 @@ def test_invalid_counts_or_phi_are_rejected(y, n, phi) -> None:
 
 
 def test_default_prior_on_phi_is_the_config_default() -> None:
-    from bayes_va.config import PriorsConfig
-    from bayes_va.priors import log_density
+    from bayes_va.config.model import PriorsConfig
+    from bayes_va.config.priors import log_density
 
     phi = np.array([0.1, 10.0, 250.0])
     np.testing.assert_allclose(default_log_prior_phi(phi), log_density(PriorsConfig().phi)(phi))
@@ -289,7 +289,7 @@ def test_beta_binomial_mcmc_agrees_with_the_exact_posterior_within_monte_carlo_e
     import arviz as az
 
     import bayes_va
-    from bayes_va.priors import log_density
+    from bayes_va.config.priors import log_density
 
     result = bayes_va.fit("models/sensitivity/beta_binomial.toml")
     # its own thresholds hold with room here: over 25 seeds max R-hat <= 1.0034 (log-normal

@@ -12,13 +12,13 @@ import pytest
 from scipy import stats
 
 import bayes_va
-from bayes_va.checks import (
+from bayes_va.checking.ppc import (
     PPC_FLAG_P,
-    plot_ppc,
     posterior_predictive_checks,
     replicate_pvalues,
     spread,
 )
+from bayes_va.viz.checks import plot_ppc
 
 pytestmark = pytest.mark.sampling
 

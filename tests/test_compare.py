@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 import bayes_va
-from bayes_va.compare import compare_models
-from bayes_va.loo import LooReliabilityWarning, marginal_loo
-from bayes_va.report_cli import add_report_parsers
+from bayes_va.checking.compare import compare_models
+from bayes_va.checking.loo import LooReliabilityWarning, marginal_loo
+from bayes_va.cli.report import add_report_parsers
+from bayes_va.workflows.report import write_comparison
 
 pytestmark = pytest.mark.sampling
 
@@ -101,7 +102,7 @@ def test_replacing_bad_k_by_exact_values_makes_the_comparison_reliable(fits):
 
 def test_saved_comparison_stores_unrounded_numbers(two, tmp_path):
     cmp, _ = two
-    md = cmp.save(tmp_path)
+    md = write_comparison(cmp, tmp_path)
     assert md.read_text().startswith("# Model comparison")
     for f in ("compare.csv", "compare.json", "figures/compare.png", "figures/compare.svg"):
         assert (tmp_path / f).stat().st_size > 100, f
@@ -127,7 +128,7 @@ def test_models_of_different_data_or_too_few_models_are_refused(fits):
 
 
 def test_the_report_covers_the_beta_binomial_family(fits, tmp_path):
-    from bayes_va.report import write_report
+    from bayes_va.workflows.report import write_report
 
     md = write_report(fits["beta_binomial"], tmp_path, formats=("png",)).read_text()
     assert "Family `beta_binomial`" in md and "| phi |" in md

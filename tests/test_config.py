@@ -15,7 +15,7 @@ import pytest
 from seeds import SEED_OFFSET, seed
 
 import bayes_va
-from bayes_va.config import (
+from bayes_va.config.model import (
     Config,
     DataConfig,
     DiagnosticsConfig,
@@ -26,8 +26,8 @@ from bayes_va.config import (
     from_dict,
     load_config,
 )
-from bayes_va.dataset import build_dataset
-from bayes_va.errors import ConfigError
+from bayes_va.core.errors import ConfigError
+from bayes_va.data.dataset import build_dataset
 
 PROJECT_ROOT = Path(bayes_va.__file__).resolve().parent.parent
 BASE = PROJECT_ROOT / "models" / "base.toml"

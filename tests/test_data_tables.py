@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_va.config import DataConfig
-from bayes_va.data import check_data, load_revision, load_table
-from bayes_va.dataset import build_dataset
-from bayes_va.schemas import BY_FILENAME, TABLES
+from bayes_va.config.model import DataConfig
+from bayes_va.data.dataset import build_dataset
+from bayes_va.data.schemas import BY_FILENAME, TABLES
+from bayes_va.data.tables import check_data, load_revision, load_table
 
 SEED = "000_401e57407b85057a.txt"
 

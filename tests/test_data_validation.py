@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bayes_va.cli import main
-from bayes_va.config import DataConfig
-from bayes_va.data import check_data, default_data_dir, parse_table, read_table
-from bayes_va.dataset import build_dataset
-from bayes_va.errors import DataValidationError
-from bayes_va.schemas import BY_FILENAME, REVISION, REVISION_VARIANTS, TABLES
+from bayes_va.cli.main import main
+from bayes_va.config.model import DataConfig
+from bayes_va.core.errors import DataValidationError
+from bayes_va.data.dataset import build_dataset
+from bayes_va.data.schemas import BY_FILENAME, REVISION, REVISION_VARIANTS, TABLES
+from bayes_va.data.tables import check_data, default_data_dir, parse_table, read_table
 
 REV = "revision_studies.csv"
 ARMS = "revision_arms.csv"

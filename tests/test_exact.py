@@ -1,4 +1,4 @@
-"""Tests of bayes_va.exact: the quadrature reference for the logit-normal random-effects model."""
+"""Tests of bayes_va.numerics.exact: the quadrature reference for the logit-normal random-effects model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from revision_reference import N, Y
 from scipy import integrate, optimize, special, stats
 
-from bayes_va.exact import (
+from bayes_va.numerics.exact import (
     ExactPosterior,
     default_log_prior_mu,
     default_log_prior_tau,

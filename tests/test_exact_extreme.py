@@ -1,4 +1,4 @@
-"""bayes_va.exact.posterior_grid on extreme data, against an independent brute-force reference.
+"""bayes_va.numerics.exact.posterior_grid on extreme data, against an independent brute-force reference.
 
 The data: rare-event meta-analyses with few studies of 10 to 100,000 patients, where the
 conditional posterior of mu at small tau is a ridge ~0.005 wide (pinned by the big studies)
@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from scipy import optimize, special, stats
 
-from bayes_va.exact import leave_one_out_elpd, log_marginal_likelihood, posterior_grid
+from bayes_va.numerics.exact import leave_one_out_elpd, log_marginal_likelihood, posterior_grid
 
 PROBS = np.array([0.025, 0.5, 0.975])
 NAMES = ("mu", "pooled", "tau", "predictive")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from seeds import seed
 
-from bayes_va.executor import (
+from bayes_va.workflows.executor import (
     ClusterSpec,
     ExecutorError,
     TaskStore,

@@ -1,6 +1,6 @@
 """The base revision fit: MCMC against the exact quadrature posterior, determinism, files, CLI.
 
-The reference is :func:`bayes_va.exact.posterior_grid` (deterministic quadrature, accurate to
+The reference is :func:`bayes_va.numerics.exact.posterior_grid` (deterministic quadrature, accurate to
 ~1e-4 relative, see tests/test_exact.py), so the only error left is Monte-Carlo error: each
 MCMC quantile must lie within ``Z_TOL`` MCSEs (ArviZ's quantile MCSE) of the exact one.
 """
@@ -15,8 +15,8 @@ from margins import assert_converged
 from seeds import seed
 
 import bayes_va
-from bayes_va.cli import main
-from bayes_va.results import load_result
+from bayes_va.cli.main import main
+from bayes_va.fitting.results import load_result
 
 pytestmark = pytest.mark.sampling
 
@@ -46,7 +46,7 @@ def test_base_fit_passes_its_diagnostics(base_result):
 def test_mcmc_quantiles_agree_with_the_exact_posterior_within_monte_carlo_error(base_result, name):
     import arviz as az
 
-    from bayes_va.fitting import exact_posterior
+    from bayes_va.fitting.run import exact_posterior
 
     ref = exact_posterior(base_result.config, base_result.data)
     draws = base_result.tree["posterior"][name].values.ravel()

@@ -1,4 +1,4 @@
-"""Tests of bayes_va.glmm against metafor's binomial-normal GLMM."""
+"""Tests of bayes_va.numerics.glmm against metafor's binomial-normal GLMM."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from revision_reference import N, Y
 from scipy import special, stats
 from seeds import seed
 
-from bayes_va.exact import log_marginal_likelihood
-from bayes_va.glmm import GLMMResult, fit_glmm
+from bayes_va.numerics.exact import log_marginal_likelihood
+from bayes_va.numerics.glmm import GLMMResult, fit_glmm
 
 LIN = 7  # lin2016: printed "4%-13%"; see data/revision_variants.csv
 

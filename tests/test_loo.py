@@ -1,12 +1,12 @@
 """Leave-one-study-out: marginal PSIS-LOO against the exact quadrature reference.
 
-Reference: :func:`bayes_va.exact.leave_one_out_elpd`, exact leave-one-study-out elpd of the
+Reference: :func:`bayes_va.numerics.exact.leave_one_out_elpd`, exact leave-one-study-out elpd of the
 intercept-only logit-normal model by two-level quadrature. Its error on the base data is far
 below the Monte-Carlo error of PSIS: the default grid agrees with a 121 x 81 grid to 1e-11 and
 with 25 Gauss-Hermite nodes to 3e-8 per study (measured with this code; rerun
 ``bench/bench_loo.py`` to regenerate). So PSIS - exact is Monte-Carlo error (and the O(1/S) bias of
 importance sampling, far smaller when k < 0.5) and is compared with the MCSE that
-:func:`bayes_va.loo.marginal_loo` reports.
+:func:`bayes_va.checking.loo.marginal_loo` reports.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from seeds import seed
 
 import bayes_va
-from bayes_va.loo import (
+from bayes_va.checking.loo import (
     CONDITIONAL,
     LooReliabilityWarning,
     marginal_loo,
@@ -120,8 +120,8 @@ def _simulate_conditional_psis(
     from arviz_stats.base import array_stats
     from scipy import special
 
-    from bayes_va.exact import leave_one_out_elpd, posterior_grid
-    from bayes_va.marginal import draw_theta
+    from bayes_va.engine.marginal import draw_theta
+    from bayes_va.numerics.exact import leave_one_out_elpd, posterior_grid
 
     post = posterior_grid(y, n)
     exact = leave_one_out_elpd(y, n).sum()

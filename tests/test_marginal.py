@@ -1,9 +1,9 @@
 """The ``marginal`` parametrisation: quadrature accuracy, gradient, exact θ draws, and the MCMC
 posterior against the exact quadrature posterior.
 
-References: :func:`bayes_va.exact.log_marginal_likelihood` (adaptive Gauss–Hermite checked
+References: :func:`bayes_va.numerics.exact.log_marginal_likelihood` (adaptive Gauss–Hermite checked
 against a refined trapezoid rule to 1e-9, see tests/test_exact.py) and
-:func:`bayes_va.exact.posterior_grid` (quantiles to ~1e-4 relative).
+:func:`bayes_va.numerics.exact.posterior_grid` (quantiles to ~1e-4 relative).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from scipy import integrate, special, stats
 from seeds import seed
 
 import bayes_va
-from bayes_va import exact
-from bayes_va.marginal import (
+from bayes_va.engine.marginal import (
     _marginal_kernel,
     _rule_sizes,
     _rules,
@@ -26,6 +25,7 @@ from bayes_va.marginal import (
     log_marginal,
     node_rule,
 )
+from bayes_va.numerics import exact
 
 #: Studies of every kind: zero/all events, tiny, the revision sizes, 80,000 patients.
 STUDIES = [
@@ -183,7 +183,7 @@ def test_marginal_quantiles_agree_with_the_exact_posterior_within_monte_carlo_er
 ):
     import arviz as az
 
-    from bayes_va.fitting import exact_posterior
+    from bayes_va.fitting.run import exact_posterior
 
     ref = exact_posterior(marginal_result.config, marginal_result.data)
     draws = marginal_result.tree["posterior"][name].values.ravel()

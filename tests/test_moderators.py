@@ -16,10 +16,10 @@ from margins import assert_converged
 from scipy import special
 from seeds import seed
 
-from bayes_va.config import load_config
-from bayes_va.dataset import StudyData, build_dataset
-from bayes_va.errors import ConfigError
-from bayes_va.moderators import Design, build_design
+from bayes_va.config.model import load_config
+from bayes_va.core.errors import ConfigError
+from bayes_va.data.dataset import StudyData, build_dataset
+from bayes_va.data.moderators import Design, build_design
 
 
 def _table(**columns) -> pd.DataFrame:

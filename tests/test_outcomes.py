@@ -19,8 +19,8 @@ import pytest
 from scipy import special
 from seeds import seed
 
-from bayes_va import outcomes
-from bayes_va.outcomes import JEFFREYS, UNIFORM, BetaPrior, OutcomeError
+from bayes_va.numerics import outcomes
+from bayes_va.numerics.outcomes import JEFFREYS, UNIFORM, BetaPrior, OutcomeError
 
 #: Monte Carlo draws of the posterior median have SE ~ 1.25 sd / sqrt(n); 20,000 draws of a
 #: log OR with sd 0.094 give SE 0.00084, so 0.01 is a 12-SE tolerance. The 2.5 % and 97.5 %

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bayes_va.paper import build_paper
+from bayes_va.workflows.paper import build_paper
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "paper"

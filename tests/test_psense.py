@@ -16,17 +16,17 @@ import pytest
 import xarray as xr
 
 import bayes_va
-from bayes_va.config import Prior
-from bayes_va.psense import (
+from bayes_va.checking.psense import (
     SENSITIVITY_THRESHOLD,
     log_prior,
-    plot_prior_predictive,
     power_scaling_sensitivity,
     prior_distribution,
     prior_predictive_check,
     prior_predictive_of,
     with_log_prior,
 )
+from bayes_va.config.model import Prior
+from bayes_va.viz.checks import plot_prior_predictive
 
 pytestmark = pytest.mark.sampling
 

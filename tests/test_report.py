@@ -11,10 +11,11 @@ import pytest
 from margins import TEST_MAX_RHAT
 
 import bayes_va
-from bayes_va.diagnostics import compute_diagnostics
-from bayes_va.loo import marginal_loo
-from bayes_va.report import markdown_table, trust_verdict
-from bayes_va.report_cli import add_report_parsers
+from bayes_va.checking.loo import marginal_loo
+from bayes_va.cli.report import add_report_parsers
+from bayes_va.core.serialize import markdown_table
+from bayes_va.fitting.diagnostics import compute_diagnostics
+from bayes_va.workflows.report import trust_verdict
 
 pytestmark = pytest.mark.sampling
 

@@ -21,8 +21,9 @@ from scipy import optimize, special
 from seeds import seed
 
 import bayes_va
-from bayes_va import risk, risk_cli
-from bayes_va.errors import BayesVAError, ConfigError
+from bayes_va import risk
+from bayes_va.cli import risk as risk_cli
+from bayes_va.core.errors import BayesVAError, ConfigError
 from bayes_va.risk import (
     EXAMPLE_PROFILES,
     ExtrapolationWarning,
@@ -31,6 +32,7 @@ from bayes_va.risk import (
     RiskInputError,
     TransportPrior,
 )
+from bayes_va.viz.risk import write_figures
 
 PROJECT_ROOT = Path(bayes_va.__file__).resolve().parent.parent
 #: Fewer draws than the default keeps the suite fast; every check below allows for that.
@@ -367,9 +369,9 @@ def test_revision_baseline_reads_fit_results_trees_arrays_and_resamples():
 
 
 def test_exact_quadrature_baseline_matches_the_exact_posterior_quantiles():
-    from bayes_va.config import load_config
-    from bayes_va.dataset import build_dataset
-    from bayes_va.fitting import exact_posterior
+    from bayes_va.config.model import load_config
+    from bayes_va.data.dataset import build_dataset
+    from bayes_va.fitting.run import exact_posterior
 
     cfg = load_config(PROJECT_ROOT / "models" / "base.toml")
     ref = exact_posterior(cfg, build_dataset(cfg.data, cfg.data_dir))
@@ -423,7 +425,7 @@ def test_avf_layer_gives_the_baseline_to_its_reference_population():
 
 
 def test_the_fit_result_offers_the_interface_the_avf_baseline_uses():
-    from bayes_va.results import FitResult
+    from bayes_va.fitting.results import FitResult
 
     assert callable(getattr(FitResult, "linear_predictor", None))
 
@@ -564,7 +566,7 @@ def test_write_figures_writes_pngs(tmp_path):
         "recompression": risk.recompression_model(n_draws=300, seed=RISK_SEED),
         "avf": risk.avf_model(FakeAVFResult(), n_draws=300, seed=RISK_SEED),
     }
-    paths = risk.write_figures(tmp_path / "figs", models, threshold=0.1)
+    paths = write_figures(tmp_path / "figs", models, threshold=0.1)
     names = {p.name for p in paths}
     assert names == {
         "risk_distributions.png",

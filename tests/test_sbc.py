@@ -21,10 +21,10 @@ import pytest
 from scipy import stats
 from seeds import seed
 
-from bayes_va.config import DiagnosticsConfig, Prior, PriorsConfig, load_config
-from bayes_va.executor import ClusterSpec, ExecutorError, TaskStore, dask_client
-from bayes_va.sbc import MISCALIBRATED, SBCSpec, ecdf_test, run_sbc, simulate
-from bayes_va.sbc_cli import SBCExit, add_sbc_parser
+from bayes_va.cli.sbc import SBCExit, add_sbc_parser
+from bayes_va.config.model import DiagnosticsConfig, Prior, PriorsConfig, load_config
+from bayes_va.workflows.executor import ClusterSpec, ExecutorError, TaskStore, dask_client
+from bayes_va.workflows.sbc import MISCALIBRATED, SBCSpec, ecdf_test, run_sbc, simulate
 
 pytestmark = pytest.mark.sampling
 
@@ -83,7 +83,7 @@ def test_band_of_the_rank_ecdf_holds_its_simultaneous_level():
     thin, n, samples = 99, 100, 200
     outside = [ecdf_test(rng.integers(0, thin + 1, n), thin).p_value < 0.05 for _ in range(samples)]
     # The exact test rejects uniform ranks at 0.05 with probability 0.0495 (n = 100, thin = 99;
-    # exact null of bayes_va.sbc_stats), so the count is Bin(200, ~0.05): its 99.9 % range,
+    # exact null of bayes_va.checking.sbc_stats), so the count is Bin(200, ~0.05): its 99.9 % range,
     # [2, 21], misses with probability 8.7e-4
     lo = stats.binom.ppf(0.0005, samples, 0.05)
     hi = stats.binom.isf(0.0005, samples, 0.05)
@@ -232,8 +232,18 @@ def test_replications_are_identical_with_one_and_two_workers(correct_run, base_c
     for i in range(n):
         a, b = one.read(i), two.read(i)
         assert a["seed"] == b["seed"]
-        for key in ("truth", "rank", "covered", "data_hash", "fit_seed", "diagnostics"):
+        for key in ("truth", "rank", "covered", "data_hash", "fit_seed"):
             assert a["result"][key] == b["result"][key], (i, key)
+        # Same draws, hence the same ranks; the diagnostics may differ in the 9th digit: once in
+        # a cold-cache suite run E-BFMI did (1.17983081679 vs ...147), energy summed by code
+        # compiled in another process. Counts and verdicts must still be identical.
+        da, db = a["result"]["diagnostics"], b["result"]["diagnostics"]
+        assert da.keys() == db.keys(), i
+        for k in da:
+            if isinstance(da[k], float):
+                assert da[k] == pytest.approx(db[k], rel=1e-7, nan_ok=True), (i, k)
+            else:
+                assert da[k] == db[k], (i, k)
 
 
 def _cli(argv: list[str]) -> int:

@@ -19,12 +19,7 @@ import pytest
 from scipy import special, stats
 from seeds import seed
 
-from bayes_va import cli
-from bayes_va.executor import RunReport
-from bayes_va.sbc import SBCResult, SBCSpec, ecdf_test, summarise
-from bayes_va.sbc_cli import SBCExit, add_sbc_parser
-from bayes_va.sbc_outputs import write_outputs
-from bayes_va.sbc_stats import (
+from bayes_va.checking.sbc_stats import (
     FAMILY_ALPHA,
     _counts,
     _min_tail_prob,
@@ -36,6 +31,11 @@ from bayes_va.sbc_stats import (
     power,
     rank_probabilities,
 )
+from bayes_va.cli import main as cli
+from bayes_va.cli.sbc import SBCExit, add_sbc_parser
+from bayes_va.workflows.executor import RunReport
+from bayes_va.workflows.sbc import SBCResult, SBCSpec, ecdf_test, summarise
+from bayes_va.workflows.sbc_outputs import write_outputs
 
 THIN = 99
 QUANTITIES = ("mu", "tau", "pooled", "predictive", "p_1")
@@ -280,7 +280,7 @@ def _cli(argv: list[str]) -> int:
 def test_cli_exit_code_follows_the_family_wise_verdict(
     monkeypatch, tmp_path, capsys, scale, lost, code
 ):
-    import bayes_va.sbc
+    import bayes_va.workflows.sbc
 
     rng = np.random.default_rng(seed(50))
     # calibrated: evenly spread ranks (p ~ 1 for any stream; correlated uniform draws would be
@@ -288,7 +288,7 @@ def test_cli_exit_code_follows_the_family_wise_verdict(
     ranks = _even_ranks(rng, 60) if scale == 1.0 else _correlated_ranks(rng, 60, scale=scale)
     expected_bad = family_verdict(_p_values(ranks))[1].any()
     assert expected_bad == (scale != 1.0)
-    monkeypatch.setattr(bayes_va.sbc, "run_sbc", _fake_run_sbc(ranks, lost))
+    monkeypatch.setattr(bayes_va.workflows.sbc, "run_sbc", _fake_run_sbc(ranks, lost))
     out = tmp_path / "run"
     argv = ["sbc", "models/base.toml", "-N", "60", "--out", str(out), "--no-progress"]
     assert _cli(argv) == code

@@ -17,10 +17,10 @@ import pytest
 from seeds import seed
 
 import bayes_va
-from bayes_va import sensitivity
-from bayes_va.cli import main
-from bayes_va.config import load_config
-from bayes_va.errors import ConfigError
+from bayes_va.cli.main import main
+from bayes_va.config.model import load_config
+from bayes_va.core.errors import ConfigError
+from bayes_va.workflows import sensitivity
 
 pytestmark = pytest.mark.sampling
 
@@ -38,7 +38,7 @@ SHORT_SET = ["--set", "sampler.draws=300", "--set", "sampler.tune=300"]
 
 
 @pytest.fixture(scope="module")
-def lin_fits() -> dict[str, bayes_va.results.FitResult]:
+def lin_fits() -> dict[str, bayes_va.fitting.results.FitResult]:
     """Base, Lin at 4 % and Lin at 13 %, in that order, with 4 x 3000 draws.
 
     3000 draws per chain put the MCSE of the pooled median at ~1e-4, a quarter of the smallest
@@ -100,7 +100,7 @@ def test_leave_one_study_out_gives_one_marked_row_per_study() -> None:
     overrides = {**SHORT, "diagnostics.min_ess_bulk": 1e9}
     table = sensitivity.run_sensitivity([], BASE, overrides=overrides, progress=False)
     studies = load_config(BASE).data
-    base_data = bayes_va.dataset.build_dataset(studies, ROOT / "data")
+    base_data = bayes_va.data.dataset.build_dataset(studies, ROOT / "data")
     assert list(table.columns) == list(sensitivity.COLUMNS)
     assert len(table) == 1 + base_data.k
     assert table.iloc[0]["kind"] == "base" and table.iloc[0]["k"] == base_data.k
@@ -120,8 +120,8 @@ def test_leave_one_study_out_gives_one_marked_row_per_study() -> None:
 def test_leaving_out_the_largest_study_moves_the_glmm_the_expected_way() -> None:
     # hogan2022 (15 %, n = 80,864) is far above the pooled ~4 %: dropping it must lower the
     # classical estimate (deterministic; no MCMC read)
-    from bayes_va import glmm
-    from bayes_va.dataset import build_dataset
+    from bayes_va.data.dataset import build_dataset
+    from bayes_va.numerics import glmm
 
     cfg = load_config(BASE)
     full = build_dataset(cfg.data, cfg.data_dir)
@@ -192,8 +192,8 @@ def test_an_extends_chain_and_overrides_resolve_as_documented(tmp_path) -> None:
     cfg = load_config(child, ["priors.tau.sigma=0.25", 'data.exclude=["chou2014"]'])
     assert cfg.priors.tau.params == {"sigma": 0.25}
     assert cfg.data.exclude == ("chou2014",) and cfg.data.variants == ("lin2016_low",)
-    data = bayes_va.dataset.build_dataset(cfg.data, cfg.data_dir)
-    record = bayes_va.provenance.provenance_record(cfg, data)
+    data = bayes_va.data.dataset.build_dataset(cfg.data, cfg.data_dir)
+    record = bayes_va.fitting.provenance.provenance_record(cfg, data)
     assert record["config"]["priors"]["tau"] == {"dist": "HalfNormal", "sigma": 0.25}
     assert record["config"]["data"]["exclude"] == ["chou2014"]
     assert "chou2014" not in record["studies"]

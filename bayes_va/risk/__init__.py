@@ -31,7 +31,7 @@ Outcomes
     (``result.linear_predictor({"log_followup_months": h})``; ``predictive`` adds ``tau * z``).
     Effects: brace (braced vs unbraced) and intradiscal leakage (spike, round or any type vs
     none) log odds ratios of Reyhani Yassavoly 2025 from exact binomials with Jeffreys priors
-    (:mod:`bayes_va.outcomes`), unadjusted and assumed additive on the logit scale. ``alpha_s``
+    (:mod:`bayes_va.numerics.outcomes`), unadjusted and assumed additive on the logit scale. ``alpha_s``
     is calibrated over Reyhani's composition (31/251 braced; leakage 9 spike, 2 round of 251,
     independent of bracing) or, with ``reference="unexposed"``, set so that an unbraced patient
     without leakage has risk ``b_s``.
@@ -54,48 +54,42 @@ the model of each outcome; ``config`` :class:`RiskConfig` and :func:`build_model
 
 from __future__ import annotations
 
-from .baselines import AVFSource as AVFSource
-from .baselines import TransportPrior, avf_baseline, load_source, revision_baseline
-from .builders import avf_model, recompression_model, revision_model, transport_table
-from .coefficients import Coefficients, an2021_coefficients
-from .cohort import (
+from bayes_va.risk.baselines import AVFSource as AVFSource
+from bayes_va.risk.baselines import TransportPrior, avf_baseline, load_source, revision_baseline
+from bayes_va.risk.builders import avf_model, recompression_model, revision_model, transport_table
+from bayes_va.risk.coefficients import Coefficients, an2021_coefficients
+from bayes_va.risk.cohort import (
     Marginal,
     PseudoCohort,
     an2021_pseudo_cohort,
     calibrate_intercept,
     pseudo_cohort_from_marginals,
 )
-from .cohort import _an_table1 as _an_table1
-from .cohort import an2021_cohort_ranges as an2021_cohort_ranges
-from .config import RiskConfig, build_model, load_risk_config
-from .config import risk_config_from_dict as risk_config_from_dict
-from .constants import CALIBRATION_TOL as CALIBRATION_TOL
-from .constants import CI_PROB as CI_PROB
-from .constants import DEFAULT_DRAWS as DEFAULT_DRAWS
-from .constants import DEFAULT_SEED as DEFAULT_SEED
-from .constants import EXTRAPOLATION_SDS as EXTRAPOLATION_SDS
-from .constants import OUTCOMES
-from .constants import PSEUDO_COHORT_MIN_ROWS as PSEUDO_COHORT_MIN_ROWS
-from .constants import STREAM_AVF_EFFECTS as STREAM_AVF_EFFECTS
-from .constants import STREAM_BASELINE as STREAM_BASELINE
-from .constants import STREAM_CALIBRATION_TARGET as STREAM_CALIBRATION_TARGET
-from .constants import STREAM_COEFFICIENTS as STREAM_COEFFICIENTS
-from .constants import STREAM_PREDICTIVE as STREAM_PREDICTIVE
-from .constants import STREAM_PSEUDO_COHORT as STREAM_PSEUDO_COHORT
-from .constants import STREAM_TRANSPORT as STREAM_TRANSPORT
-from .constants import SUMMARY_CHUNK as SUMMARY_CHUNK
-from .constants import FloatArray as FloatArray
-from .constants import Outcome as Outcome
-from .errors import ExtrapolationWarning, ProfileError, RiskInputError
-from .figures import (
-    figure_effects,
-    figure_risk_distributions,
-    figure_risk_vs_covariate,
-    write_figures,
-)
-from .layer import LogisticLayer, RiskModel
-from .numerics import row_quantiles
-from .profiles import (
+from bayes_va.risk.cohort import _an_table1 as _an_table1
+from bayes_va.risk.cohort import an2021_cohort_ranges as an2021_cohort_ranges
+from bayes_va.risk.config import RiskConfig, build_model, load_risk_config
+from bayes_va.risk.config import risk_config_from_dict as risk_config_from_dict
+from bayes_va.risk.constants import CALIBRATION_TOL as CALIBRATION_TOL
+from bayes_va.risk.constants import CI_PROB as CI_PROB
+from bayes_va.risk.constants import DEFAULT_DRAWS as DEFAULT_DRAWS
+from bayes_va.risk.constants import DEFAULT_SEED as DEFAULT_SEED
+from bayes_va.risk.constants import EXTRAPOLATION_SDS as EXTRAPOLATION_SDS
+from bayes_va.risk.constants import OUTCOMES
+from bayes_va.risk.constants import PSEUDO_COHORT_MIN_ROWS as PSEUDO_COHORT_MIN_ROWS
+from bayes_va.risk.constants import STREAM_AVF_EFFECTS as STREAM_AVF_EFFECTS
+from bayes_va.risk.constants import STREAM_BASELINE as STREAM_BASELINE
+from bayes_va.risk.constants import STREAM_CALIBRATION_TARGET as STREAM_CALIBRATION_TARGET
+from bayes_va.risk.constants import STREAM_COEFFICIENTS as STREAM_COEFFICIENTS
+from bayes_va.risk.constants import STREAM_PREDICTIVE as STREAM_PREDICTIVE
+from bayes_va.risk.constants import STREAM_PSEUDO_COHORT as STREAM_PSEUDO_COHORT
+from bayes_va.risk.constants import STREAM_TRANSPORT as STREAM_TRANSPORT
+from bayes_va.risk.constants import SUMMARY_CHUNK as SUMMARY_CHUNK
+from bayes_va.risk.constants import FloatArray as FloatArray
+from bayes_va.risk.constants import Outcome as Outcome
+from bayes_va.risk.errors import ExtrapolationWarning, ProfileError, RiskInputError
+from bayes_va.risk.layer import LogisticLayer, RiskModel
+from bayes_va.risk.numerics import row_quantiles
+from bayes_va.risk.profiles import (
     COLUMN_LABELS,
     COVARIATES,
     EXAMPLE_PROFILES,
@@ -128,9 +122,6 @@ __all__ = [
     "build_model",
     "calibrate_intercept",
     "encode_profiles",
-    "figure_effects",
-    "figure_risk_distributions",
-    "figure_risk_vs_covariate",
     "load_risk_config",
     "load_source",
     "pseudo_cohort_from_marginals",
@@ -139,5 +130,4 @@ __all__ = [
     "revision_model",
     "row_quantiles",
     "transport_table",
-    "write_figures",
 ]

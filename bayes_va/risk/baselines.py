@@ -11,8 +11,13 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
-from ..errors import ConfigError
-from .constants import (
+from bayes_va.config.model import load_config
+from bayes_va.config.priors import log_density
+from bayes_va.core.errors import ConfigError
+from bayes_va.data.dataset import build_dataset
+from bayes_va.fitting.results import load_result
+from bayes_va.numerics import exact
+from bayes_va.risk.constants import (
     DEFAULT_DRAWS,
     DEFAULT_SEED,
     STREAM_BASELINE,
@@ -20,8 +25,8 @@ from .constants import (
     STREAM_TRANSPORT,
     FloatArray,
 )
-from .errors import RiskInputError
-from .numerics import _rng
+from bayes_va.risk.errors import RiskInputError
+from bayes_va.risk.numerics import _rng
 
 
 class _HasTree(Protocol):
@@ -74,7 +79,6 @@ def load_source(spec: Any) -> Any:
     """
     if not isinstance(spec, str | Path) or str(spec).startswith("exact:"):
         return spec
-    from ..results import load_result
 
     path = Path(spec)
     if not (path / "posterior.nc").is_file():
@@ -88,10 +92,6 @@ def load_source(spec: Any) -> Any:
 
 def _exact_draws(config: str | Path, kind: str, n_draws: int, seed: int) -> FloatArray:
     """Draws of the pooled or predictive proportion from the exact quadrature posterior."""
-    from .. import exact
-    from ..config import load_config
-    from ..dataset import build_dataset
-    from ..priors import log_density
 
     cfg = load_config(config)
     if cfg.data.table != "revision" or cfg.model.family != "logit_normal" or cfg.model.moderators:

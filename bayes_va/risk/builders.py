@@ -10,17 +10,18 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .. import outcomes
-from .baselines import AVFSource, TransportPrior, avf_baseline, revision_baseline
-from .coefficients import Coefficients, an2021_coefficients
-from .cohort import (
+from bayes_va.data.tables import load_table
+from bayes_va.numerics import outcomes
+from bayes_va.risk.baselines import AVFSource, TransportPrior, avf_baseline, revision_baseline
+from bayes_va.risk.coefficients import Coefficients, an2021_coefficients
+from bayes_va.risk.cohort import (
     PseudoCohort,
     _an_table1,
     an2021_cohort_ranges,
     an2021_pseudo_cohort,
     calibrate_intercept,
 )
-from .constants import (
+from bayes_va.risk.constants import (
     DEFAULT_DRAWS,
     DEFAULT_SEED,
     STREAM_AVF_EFFECTS,
@@ -28,10 +29,10 @@ from .constants import (
     STREAM_COEFFICIENTS,
     FloatArray,
 )
-from .errors import RiskInputError
-from .layer import LogisticLayer, RiskModel
-from .numerics import _rng
-from .profiles import _AN_COVARIATES, _AVF_COVARIATES, COVARIATES
+from bayes_va.risk.errors import RiskInputError
+from bayes_va.risk.layer import LogisticLayer, RiskModel
+from bayes_va.risk.numerics import _rng
+from bayes_va.risk.profiles import _AN_COVARIATES, _AVF_COVARIATES, COVARIATES
 
 _OUTCOME_TEXT = {
     "recompression": "recompression of the augmented vertebra (An 2021: height loss >= 15 % or "
@@ -182,7 +183,6 @@ def _describe(source: Any) -> str:
 
 def _avf_groups(data_dir: str | Path | None) -> dict[str, tuple[int, int]]:
     """(events, n) of each AVF group: braced, unbraced, none, spike, round, any."""
-    from ..data import load_table
 
     t = load_table("avf_contrasts", data_dir)
 

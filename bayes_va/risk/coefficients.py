@@ -8,9 +8,10 @@ from typing import Literal
 
 import numpy as np
 
-from .constants import FloatArray
-from .errors import RiskInputError
-from .profiles import _AN_COVARIATES, COVARIATES
+from bayes_va.data.tables import load_table
+from bayes_va.risk.constants import FloatArray
+from bayes_va.risk.errors import RiskInputError
+from bayes_va.risk.profiles import _AN_COVARIATES, COVARIATES
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,6 @@ def an2021_coefficients(
     """
     if endplate_reading not in ("text", "table"):
         raise RiskInputError(f"endplate_reading is {endplate_reading!r}; allowed: text, table")
-    from ..data import load_table
 
     table = load_table("an2021_coefficients", data_dir)
     want = [c for name in _AN_COVARIATES for c in COVARIATES[name].columns]

@@ -11,7 +11,8 @@ from typing import Literal
 import numpy as np
 from scipy import special, stats
 
-from .constants import (
+from bayes_va.data.tables import load_table
+from bayes_va.risk.constants import (
     _CALIBRATION_MAX_ITER,
     CALIBRATION_TOL,
     DEFAULT_SEED,
@@ -20,9 +21,9 @@ from .constants import (
     STREAM_PSEUDO_COHORT,
     FloatArray,
 )
-from .errors import RiskInputError
-from .numerics import _expit_into, _rng
-from .profiles import _COVARIATE_OF_COLUMN
+from bayes_va.risk.errors import RiskInputError
+from bayes_va.risk.numerics import _expit_into, _rng
+from bayes_va.risk.profiles import _COVARIATE_OF_COLUMN
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,6 @@ _AN_TABLE1: dict[str, tuple[str, str | None, Literal["binary", "normal", "gamma"
 
 def _an_table1(data_dir: str | Path | None) -> tuple[tuple[int, int], list[Marginal]]:
     """Group sizes (recompression, non-compression) and marginals from Table 1."""
-    from ..data import load_table
 
     t = load_table("an2021_table1", data_dir)
     sizes = t[t["variable"] == "IVC"][["recompression_value", "noncompression_value"]].sum()

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .. import outcomes
-from ..errors import ConfigError
-from .baselines import TransportPrior
-from .builders import avf_model, recompression_model, revision_model
-from .constants import DEFAULT_DRAWS, DEFAULT_SEED, OUTCOMES
-from .errors import RiskInputError
-from .layer import RiskModel
+from bayes_va.core.errors import ConfigError
+from bayes_va.numerics import outcomes
+from bayes_va.risk.baselines import TransportPrior
+from bayes_va.risk.builders import avf_model, recompression_model, revision_model
+from bayes_va.risk.constants import DEFAULT_DRAWS, DEFAULT_SEED, OUTCOMES
+from bayes_va.risk.errors import RiskInputError
+from bayes_va.risk.layer import RiskModel
 
 
 @dataclass(frozen=True)

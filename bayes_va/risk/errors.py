@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import BayesVAError
+from bayes_va.core.errors import BayesVAError
 
 
 class ProfileError(BayesVAError, ValueError):

@@ -11,10 +11,15 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
-from .constants import CI_PROB, SUMMARY_CHUNK, FloatArray
-from .errors import RiskInputError
-from .numerics import _expit_into, row_quantiles
-from .profiles import _COVARIATE_OF_COLUMN, COLUMN_LABELS, EncodedProfiles, encode_profiles
+from bayes_va.risk.constants import CI_PROB, SUMMARY_CHUNK, FloatArray
+from bayes_va.risk.errors import RiskInputError
+from bayes_va.risk.numerics import _expit_into, row_quantiles
+from bayes_va.risk.profiles import (
+    _COVARIATE_OF_COLUMN,
+    COLUMN_LABELS,
+    EncodedProfiles,
+    encode_profiles,
+)
 
 
 @dataclass(frozen=True)

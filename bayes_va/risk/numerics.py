@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .constants import FloatArray
+from bayes_va.risk.constants import FloatArray
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:

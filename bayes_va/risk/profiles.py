@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from .constants import EXTRAPOLATION_SDS, FloatArray
-from .errors import ExtrapolationWarning, ProfileError
+from bayes_va.risk.constants import EXTRAPOLATION_SDS, FloatArray
+from bayes_va.risk.errors import ExtrapolationWarning, ProfileError
 
 
 @dataclass(frozen=True)

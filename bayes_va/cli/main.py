@@ -1,0 +1,212 @@
+"""Command line: ``bayes-va data check|show``, ``bayes-va fit``, ``bayes-va paper``.
+
+The CLI only parses arguments and calls the public API. Exit codes: 0 success, 1 a fit ran but
+failed its diagnostic thresholds, 2 bad input (data, config or arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bayes_va.config.model import parse_override
+from bayes_va.core.errors import BayesVAError, DataValidationError
+
+EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from bayes_va.data.tables import check_data, read_table
+
+    if args.table:
+        try:
+            read_table(args.path, args.table)
+        except DataValidationError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        print(f"OK: {args.path} is a valid '{args.table}' table")
+        return EXIT_OK
+    checked, problems = check_data(args.path)
+    for f in checked:
+        print(f"checked {f}")
+    if problems:
+        print(f"FAILED: {len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_INPUT
+    print(f"OK: {len(checked)} table(s) valid")
+    return EXIT_OK
+
+
+def _cmd_data_show(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bayes_va.data.tables import load_table
+
+    frame = load_table(args.table, args.data_dir)
+    if args.table == "revision" and not args.all_columns:
+        frame = frame[
+            [
+                "study_id",
+                "review_ref",
+                "procedure",
+                "n",
+                "rate_text",
+                "events",
+                "outcome",
+                "followup_text",
+                "database",
+                "rob_selection",
+                "rob_reporting",
+            ]
+        ]
+    with pd.option_context(
+        "display.max_rows",
+        None,
+        "display.max_columns",
+        None,
+        "display.width",
+        200,
+        "display.max_colwidth",
+        60,
+    ):
+        print(frame.to_string(index=False))
+    if args.table == "revision":
+        print(
+            f"\nk = {len(frame)} studies, {int(frame['n'].sum())} patients, "
+            f"{int(frame['events'].sum())} events"
+        )
+    return EXIT_OK
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from bayes_va.config.model import load_config
+    from bayes_va.fitting.run import fit
+
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else Path(args.results_root) / cfg.name
+    result = fit(cfg, out_dir=out)
+    print(result.text())
+    if not args.no_report:
+        from bayes_va.workflows.report import write_report
+
+        write_report(result, out)
+    print(f"  results in {out}/" + ("" if args.no_report else " (report.md with figures)"))
+    if not result.ok:
+        print("FAILED diagnostics: " + "; ".join(result.diagnostics["failures"]), file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    return EXIT_OK
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from bayes_va.workflows.sensitivity import run_sensitivity, to_markdown, write_outputs
+
+    overrides = dict(parse_override(o) for o in args.set)
+    map_fn = None
+    if args.scheduler or args.workers:
+        from bayes_va.workflows.executor import ClusterSpec, dask_map
+
+        map_fn = dask_map(ClusterSpec(scheduler=args.scheduler, n_workers=args.workers))
+    table = run_sensitivity(
+        args.configs,
+        args.base,
+        leave_one_out=not args.no_loo,
+        overrides=overrides,
+        map_fn=map_fn,
+    )
+    out = write_outputs(table, args.out)
+    print(to_markdown(table))
+    failed = int((~table["diagnostics_ok"]).sum())
+    print(
+        f"{len(table)} scenarios in {table.attrs['wall_seconds']:.1f} s; "
+        f"{failed} failed diagnostics (marked); table and figure in {out}/"
+    )
+    return EXIT_OK
+
+
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from bayes_va.workflows.paper import build_paper
+
+    return build_paper(clean=args.clean)
+
+
+def _add_set_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` config override (parsed by ``config.parse_override``)."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="bayes-va",
+        description="Bayesian evidence synthesis for vertebral augmentation outcomes.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="check or show the evidence tables")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    check = dsub.add_parser("check", help="validate the shipped data, a folder or one CSV file")
+    check.add_argument("path", nargs="?", default=None, help="folder or CSV (default: data/)")
+    check.add_argument("--table", help="schema to check a CSV against (default: from file name)")
+    check.set_defaults(func=_cmd_data_check)
+    show = dsub.add_parser("show", help="print a table")
+    from bayes_va.data.schemas import TABLES
+
+    show.add_argument("table", choices=list(TABLES))
+    show.add_argument("--data-dir", default=None)
+    show.add_argument("--all-columns", action="store_true")
+    show.set_defaults(func=_cmd_data_show)
+
+    f = sub.add_parser("fit", help="fit a model config and write results/<name>/")
+    f.add_argument("config", help="TOML config, e.g. models/base.toml")
+    _add_set_option(f, "override a config key, e.g. --set priors.tau.sigma=0.5")
+    f.add_argument("--out", help="results folder (default: RESULTS_ROOT/<config name>)")
+    f.add_argument("--results-root", default="results")
+    f.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip report.md and its figures (saves a few seconds)",
+    )
+    f.set_defaults(func=_cmd_fit)
+
+    s = sub.add_parser("sensitivity", help="fit scenario configs and tabulate them")
+    s.add_argument("configs", nargs="+", help="scenario configs, e.g. models/sensitivity/*.toml")
+    s.add_argument("--base", default="models/base.toml")
+    s.add_argument("--no-loo", action="store_true", help="skip leave-one-study-out refits")
+    s.add_argument("--out", default="results/sensitivity")
+    _add_set_option(s, "override applied to every scenario, e.g. --set sampler.draws=500")
+    s.add_argument("--scheduler", help="dask scheduler address (default: run in this process)")
+    s.add_argument("--workers", type=int, help="fit on a local dask cluster of this many workers")
+    s.set_defaults(func=_cmd_sensitivity)
+
+    p = sub.add_parser("paper", help="run the paper's analyses and build paper/build/paper.pdf")
+    p.add_argument("--clean", action="store_true", help="ignore cached analyses")
+    p.set_defaults(func=_cmd_paper)
+
+    from bayes_va.cli.report import add_report_parsers
+    from bayes_va.cli.risk import add_risk_parser
+    from bayes_va.cli.sbc import add_sbc_parser
+
+    add_report_parsers(sub)
+    add_risk_parser(sub)
+    add_sbc_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bayes-va`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BayesVAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyError as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""``bayes-va report RESULTS_DIR`` and ``bayes-va compare DIR DIR ... [--out DIR]``.
+
+Wired into :mod:`bayes_va.cli.main` by ``add_report_parsers(sub)``. Like the rest of the CLI these
+commands only parse arguments and call the public API. Exit codes follow :mod:`bayes_va.cli.main`:
+0 success, 1 the run is not trustworthy (report) or the comparison is not reliable (compare),
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_report_parsers"]
+
+# the same values as bayes_va.cli.main (not imported from there: cli imports this module)
+EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
+
+
+def _load(path: str) -> Any:
+    from bayes_va.fitting.results import load_result
+
+    return load_result(path)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from bayes_va.workflows.report import trust_verdict, write_report
+
+    try:
+        result = _load(args.results_dir)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    report = write_report(result, args.results_dir, formats=args.formats)
+    trusted, reasons = trust_verdict(result)
+    print(f"{result.config.name}: report in {report}")
+    if not trusted:
+        print("NOT TRUSTWORTHY: " + "; ".join(reasons), file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    print("the run can be trusted")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bayes_va.checking.compare import compare_models
+    from bayes_va.checking.loo import LooReliabilityWarning
+    from bayes_va.workflows.report import write_comparison
+
+    names = args.names or [Path(d).name for d in args.results_dirs]
+    if len(names) != len(args.results_dirs):
+        print("error: --names needs one name per results folder", file=sys.stderr)
+        return EXIT_INPUT
+    if len(set(names)) != len(names):
+        print(f"error: model names must be unique, got {names}; use --names", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        models = {name: _load(d) for name, d in zip(names, args.results_dirs, strict=True)}
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        with warnings.catch_warnings():
+            # stated below in words (and in compare.md); not a Python warning on the terminal
+            warnings.simplefilter("ignore", LooReliabilityWarning)
+            cmp = compare_models(models, method=args.method, replace_bad=args.replace_bad_k)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    out = write_comparison(cmp, args.out)
+    cols = ["rank", "elpd", "se", "elpd_diff", "dse", "weight", "max_pareto_k", "loo_reliable"]
+    print(cmp.table[cols].to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"comparison in {out}")
+    for caveat in cmp.caveats():
+        print(f"  ! {caveat}", file=sys.stderr if not cmp.reliable else sys.stdout)
+    if not cmp.reliable:
+        print("NOT RELIABLE: at least one model has bad Pareto k (see above)", file=sys.stderr)
+        return EXIT_DIAGNOSTICS
+    return EXIT_OK
+
+
+def add_report_parsers(subparsers: Any) -> None:
+    """Add the ``report`` and ``compare`` subcommands to ``bayes-va``'s subparsers.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The object returned by ``parser.add_subparsers(...)``; each command sets ``func``.
+    """
+    from bayes_va.viz.figure import FIGURE_FORMATS
+
+    r = subparsers.add_parser(
+        "report",
+        help="write report.md (diagnostics, PPC, LOO, prior sensitivity) into a results folder",
+    )
+    r.add_argument("results_dir", metavar="RESULTS_DIR", help="e.g. results/base")
+    r.add_argument(
+        "--formats",
+        nargs="+",
+        default=list(FIGURE_FORMATS),
+        choices=["png", "svg", "pdf"],
+        help="figure formats (PNG is always written)",
+    )
+    r.set_defaults(func=_cmd_report)
+
+    c = subparsers.add_parser(
+        "compare", help="compare fits by marginal PSIS-LOO (az.compare table + figure)"
+    )
+    c.add_argument("results_dirs", nargs="+", metavar="DIR", help="two or more results folders")
+    c.add_argument("--out", default="results/comparison", help="output folder")
+    c.add_argument("--names", nargs="+", help="model names (default: the folder names)")
+    c.add_argument(
+        "--method",
+        default="stacking",
+        choices=["stacking", "BB-pseudo-BMA", "pseudo-BMA"],
+        help="model weights (az.compare)",
+    )
+    c.add_argument(
+        "--replace-bad-k",
+        action="store_true",
+        help="replace PSIS values with bad Pareto k by exact leave-one-study-out values "
+        "(quadrature for the logit-normal model, else one refit per such study)",
+    )
+    c.set_defaults(func=_cmd_compare)

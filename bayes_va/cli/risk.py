@@ -1,0 +1,313 @@
+"""``bayes-va risk``: a patient's risk of recompression, revision or adjacent fracture.
+
+Argument handling only; the numbers come from :mod:`bayes_va.risk` and :mod:`bayes_va.numerics.outcomes`.
+Wire it into :func:`bayes_va.cli.main.build_parser` with ``add_risk_parser(sub)``. Bad input raises
+:class:`~bayes_va.core.errors.BayesVAError` subclasses, which the CLI turns into exit code 2.
+
+Examples
+--------
+::
+
+    bayes-va risk --outcome revision --bmd -2.8 --ivc yes --procedure PKP \\
+        --cement-volume 3.0 --endplate-contact no [--baseline predictive] [--lambda 1]
+    bayes-va risk --outcome recompression --profiles patients.csv --out table.csv
+    bayes-va risk --outcome avf --brace no --intradiscal-leakage none --horizon 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bayes_va.core.errors import BayesVAError
+
+EXIT_OK, EXIT_INPUT = 0, 2
+
+#: Covariate options: flag → (profile key, help text).
+_COVARIATE_FLAGS = {
+    "--bmd": ("bmd", "BMD T-score (An 2021 measured it during follow-up)"),
+    "--ivc": ("ivc", "intravertebral cleft before surgery: yes or no"),
+    "--procedure": ("procedure", "PKP (balloon kyphoplasty) or PVP (vertebroplasty)"),
+    "--cement-volume": ("cement_volume", "injected cement volume in ml"),
+    "--endplate-contact": ("endplate_contact", "cement touches an endplate: yes or no"),
+    "--anterior-height-recovery": (
+        "anterior_height_recovery",
+        "recovery of anterior column height in %% (default: the An cohort mean)",
+    ),
+    "--brace": ("brace", "AVF: brace for one month after surgery: yes or no"),
+    "--intradiscal-leakage": (
+        "intradiscal_leakage",
+        "AVF: intradiscal cement leakage: none, spike, round or any (type not known)",
+    ),
+}
+
+
+def add_risk_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``risk`` subcommand to an ``argparse`` subparsers object; returns its parser."""
+    p = subparsers.add_parser(
+        "risk",
+        help="a patient's risk of recompression, revision or adjacent fracture",
+        description=(
+            "Posterior risk for one patient (covariate options) or many (--profiles CSV): "
+            "median, 95% interval, P(risk > threshold) and expected events per 1,000 such "
+            "patients. Unknown covariates, bad levels and out-of-range values exit with code 2."
+        ),
+    )
+    p.add_argument(
+        "--outcome",
+        required=True,
+        choices=("recompression", "revision", "avf"),
+        help="recompression (An 2021), revision (pooled revision studies) or avf",
+    )
+    cov = p.add_argument_group("patient (one profile)")
+    for flag, (_, text) in _COVARIATE_FLAGS.items():
+        cov.add_argument(flag, default=None, metavar="VALUE", help=text)
+    many = p.add_argument_group("many patients")
+    many.add_argument(
+        "--profiles",
+        type=Path,
+        help="CSV with one patient per row; columns are covariate "
+        "names (bmd, ivc, procedure, cement_volume, endplate_contact, ...) and optional id",
+    )
+    many.add_argument("--out", type=Path, help="write the scored table here (CSV)")
+    model = p.add_argument_group("model")
+    model.add_argument("--config", type=Path, help="risk config (default models/risk/default.toml)")
+    model.add_argument(
+        "--results",
+        help="revision or AVF results folder (revision also takes "
+        "exact:models/base.toml: exact quadrature, no MCMC); default from the config",
+    )
+    model.add_argument(
+        "--baseline",
+        choices=("pooled", "predictive"),
+        help="population mean (pooled) or a new centre (predictive); default from the config",
+    )
+    model.add_argument(
+        "--lambda",
+        dest="transport",
+        metavar="SPEC",
+        help="revision: transport of the recompression effects: 1 (full), 0 (none), a number "
+        "in [0, 1], or beta:A,B (default from the config, Beta(2, 2))",
+    )
+    model.add_argument("--horizon", type=float, metavar="MONTHS", help="AVF horizon in months")
+    model.add_argument(
+        "--endplate-reading",
+        choices=("text", "table"),
+        help="direction of the endplate effect: text = no contact is the risk (codebook), "
+        "table = contact is the risk",
+    )
+    model.add_argument("--calibration", choices=("marginal", "mean_profile"))
+    model.add_argument("--draws", type=int, help="posterior draws (default 4000)")
+    model.add_argument("--seed", type=int)
+    model.add_argument("--threshold", type=float, help="report P(risk > THRESHOLD) (default 0.1)")
+    model.add_argument("--figures", type=Path, metavar="DIR", help="write figures into DIR")
+    p.set_defaults(func=run_risk)
+    return p
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from bayes_va.risk import TransportPrior, load_risk_config
+
+    overrides: dict[str, Any] = {}
+    for arg, key in (
+        ("baseline", "baseline"),
+        ("horizon", "horizon_months"),
+        ("draws", "draws"),
+        ("seed", "seed"),
+        ("threshold", "threshold"),
+        ("endplate_reading", "endplate_reading"),
+        ("calibration", "calibration"),
+    ):
+        if getattr(args, arg) is not None:
+            overrides[key] = getattr(args, arg)
+    if args.transport is not None:
+        overrides["transport"] = TransportPrior.parse(args.transport)
+    if args.results is not None:
+        overrides["revision_results" if args.outcome == "revision" else "avf_results"] = (
+            args.results
+        )
+    return load_risk_config(args.config, overrides)
+
+
+def _profiles(args: argparse.Namespace) -> Any:
+    import pandas as pd
+
+    from bayes_va.risk import RiskInputError
+
+    given = {
+        key: getattr(args, flag.lstrip("-").replace("-", "_"))
+        for flag, (key, _) in _COVARIATE_FLAGS.items()
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.profiles is not None:
+        if given:
+            raise RiskInputError(
+                f"give either --profiles or covariate options, not both (got {sorted(given)})"
+            )
+        try:
+            frame = pd.read_csv(args.profiles, dtype=str, keep_default_na=False)
+        except FileNotFoundError:
+            raise RiskInputError(f"profiles file not found: {args.profiles}") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise RiskInputError(f"{args.profiles}: not a readable CSV: {exc}") from None
+        return frame.where(frame != "", None)
+    if not given:
+        raise RiskInputError(
+            "no patient given: use covariate options (--bmd, --ivc, --procedure, "
+            "--cement-volume, --endplate-contact; for AVF --brace, --intradiscal-leakage) "
+            "or --profiles CSV"
+        )
+    return given
+
+
+_UNITS = {"cement_volume": " ml", "anterior_height_recovery": " %"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}" if x >= 0.0095 else f"{x:.4f}"
+
+
+def _single_text(model: Any, row: Any, cfg: Any, extra: list[str]) -> str:
+    t = cfg.threshold
+    lines = [
+        f"bayes-va risk: {model.description}",
+        "profile: " + ", ".join(f"{k} {row[k]}{_UNITS.get(k, '')}" for k in model.used),
+        f"  risk                     median {_fmt(row['median'])}, 95% interval "
+        f"[{_fmt(row['lower'])}, {_fmt(row['upper'])}]  (posterior mean {_fmt(row['mean'])})",
+        f"  P(risk > {t:g})" + " " * max(1, 15 - len(f"{t:g}")) + f"{row['p_above_threshold']:.3f}",
+        f"  per 1,000 such patients  {row['per_1000']:.0f} expected events (95% interval "
+        f"{row['per_1000_lower']:.0f}-{row['per_1000_upper']:.0f})",
+        *extra,
+        "  how this was computed:",
+        *(f"    - {n}" for n in model.notes),
+        f"    - {model.n_draws} draws, seed {cfg.seed}",
+    ]
+    return "\n".join(lines)
+
+
+def _transport_lines(cfg: Any, source: Any, profile: Any) -> list[str]:
+    from bayes_va.risk import TransportPrior, transport_table
+
+    priors = [TransportPrior("Fixed", value=0.0), cfg.transport, TransportPrior("Fixed", value=1.0)]
+    seen: list[TransportPrior] = []
+    for p in priors:
+        if p not in seen:
+            seen.append(p)
+    table = transport_table(
+        source,
+        profile,
+        priors=seen,
+        threshold=cfg.threshold,
+        baseline=cfg.baseline,
+        n_draws=cfg.draws,
+        seed=cfg.seed,
+        endplate_reading=cfg.endplate_reading,
+        calibration=cfg.calibration,
+        replicates=cfg.replicates or None,
+    )
+    out = ["  effect of the transport factor lambda (same baseline, same draws):"]
+    for _, r in table.iterrows():
+        mark = "  <- used" if r["transport"] == str(cfg.transport) else ""
+        out.append(
+            f"    {r['transport']:<30} median {_fmt(r['median'])} [{_fmt(r['lower'])}, "
+            f"{_fmt(r['upper'])}]{mark}"
+        )
+    return out
+
+
+def _gaughen_lines() -> list[str]:
+    from bayes_va.numerics.outcomes import JEFFREYS, gaughen_outcomes
+
+    out = [
+        "  what a repeat procedure achieved (Gaughen 2002: 6 patients, repeat vertebroplasty at a "
+        "treated level; exact binomial, Jeffreys Beta(1/2, 1/2) prior):"
+    ]
+    for post in gaughen_outcomes(priors=(JEFFREYS,)):
+        s = post.summary()
+        out.append(
+            f"    {s['description']}: {s['successes']}/{s['n']} -> P(next patient) "
+            f"{s['mean']:.2f}; proportion median {s['median']:.2f} [{s['lower']:.2f}, "
+            f"{s['upper']:.2f}]"
+        )
+    return out
+
+
+def run_risk(args: argparse.Namespace) -> int:
+    """Carry out ``bayes-va risk`` (see :func:`add_risk_parser`)."""
+    from bayes_va.core import atomic
+    from bayes_va.risk import ExtrapolationWarning, build_model, load_source
+    from bayes_va.viz.risk import write_figures
+
+    cfg = _config(args)
+    profiles = _profiles(args)
+    source = None
+    if args.outcome in ("revision", "avf"):
+        source = load_source(
+            cfg.revision_results if args.outcome == "revision" else cfg.avf_results
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExtrapolationWarning)
+        model = build_model(args.outcome, cfg, source=source)
+        t0 = time.perf_counter()
+        table = model.summarise(profiles, threshold=cfg.threshold)
+        seconds = time.perf_counter() - t0
+    for w in caught:
+        if issubclass(w.category, ExtrapolationWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:  # pragma: no cover - pass anything else on unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for flag, value, used_by in (
+        ("--lambda", args.transport, "revision"),
+        ("--horizon", args.horizon, "avf"),
+        ("--endplate-reading", args.endplate_reading, "recompression and revision"),
+    ):
+        if value is not None and args.outcome not in used_by:
+            print(f"note: {flag} applies to {used_by} only; ignored", file=sys.stderr)
+    ignored, defaulted = table.attrs["ignored"], table.attrs["defaulted"]
+    if ignored:
+        print(f"note: not used for {args.outcome}: {', '.join(ignored)}", file=sys.stderr)
+    for name in defaulted:
+        print(
+            f"note: {name} not given; using the An cohort mean {model.defaults[name]:g}",
+            file=sys.stderr,
+        )
+    if args.profiles is None:
+        extra: list[str] = []
+        if args.outcome == "revision":
+            extra = _transport_lines(cfg, source, profiles) + _gaughen_lines()
+        print(_single_text(model, table.iloc[0], cfg, extra))
+    else:
+        if args.out is not None:
+            atomic.write_text(args.out, table.to_csv(index=False, float_format="%.6g"))
+            print(f"scored {len(table)} profile(s) in {seconds:.2f} s; wrote {args.out}")
+        else:
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.figures is not None:
+        from bayes_va.risk import EXAMPLE_PROFILES
+
+        paths = write_figures(
+            args.figures, {args.outcome: model}, EXAMPLE_PROFILES, threshold=cfg.threshold
+        )
+        print(f"figures: {', '.join(str(p) for p in paths)}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (``python -m bayes_va.cli.risk risk ...``), exits like ``bayes-va``."""
+    parser = argparse.ArgumentParser(prog="bayes-va")
+    add_risk_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BayesVAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

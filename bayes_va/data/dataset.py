@@ -1,0 +1,185 @@
+"""Assemble the model-ready study data a config asks for (variants, exclusions, arm splits)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bayes_va.config.model import DataConfig
+from bayes_va.core.errors import ConfigError, DataValidationError
+from bayes_va.data.tables import cross_table_problems, load_table
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Binomial counts per study, in a fixed order.
+
+    Attributes
+    ----------
+    study : tuple of str
+        Study (or study-arm) labels.
+    y, n : numpy.ndarray
+        Events and sample sizes (int64).
+    table : pandas.DataFrame
+        The rows used, with their study-level moderators.
+    steps : tuple of str
+        What was done to the shipped table, in words (for the provenance record).
+    """
+
+    study: tuple[str, ...]
+    y: np.ndarray
+    n: np.ndarray
+    table: pd.DataFrame = field(repr=False)
+    steps: tuple[str, ...] = ()
+
+    @property
+    def k(self) -> int:
+        return len(self.study)
+
+    def hash(self) -> str:
+        """SHA-256 of the study labels and counts (what the model actually sees)."""
+        h = hashlib.sha256()
+        for s, y, n in zip(self.study, self.y, self.n, strict=True):
+            h.update(f"{s},{int(y)},{int(n)}\n".encode())
+        return h.hexdigest()
+
+
+def from_counts(y, n, study=None) -> StudyData:
+    """Build :class:`StudyData` from plain arrays (simulations, user data)."""
+    y = np.asarray(y, dtype=np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    if y.shape != n.shape or y.ndim != 1:
+        raise ValueError("y and n must be 1-d arrays of equal length")
+    if np.any(y < 0) or np.any(y > n) or np.any(n < 1):
+        raise ValueError("counts must satisfy 0 <= y <= n and n >= 1")
+    study = tuple(study) if study is not None else tuple(f"s{i + 1}" for i in range(len(y)))
+    table = pd.DataFrame({"study_id": study, "events": y, "n": n})
+    return StudyData(study, y, n, table, ("from arrays",))
+
+
+def build_dataset(cfg: DataConfig, data_dir: str | os.PathLike[str]) -> StudyData:
+    """Load the outcome table and apply the config's variants, splits, filters and exclusions.
+
+    Order: variants and arm splits (revision table), then ``keep`` filters, then exclusions.
+
+    Raises
+    ------
+    ConfigError
+        If a variant, filter column or value, or excluded study id does not exist (a typo must
+        not pass silently), or the selection leaves no studies.
+    """
+    if cfg.table == "revision":
+        table, steps, touched = _revision_table(cfg, data_dir)
+    else:
+        if cfg.variants or cfg.split_arms:
+            raise ConfigError("data.variants and data.split_arms apply to the revision table only")
+        table, steps, touched = load_table("avf_cohorts", data_dir).copy(), [], {}
+    known = set(table["study_id"]) | set(touched)  # variants may have dropped a study
+
+    for column, allowed in cfg.keep.items():
+        if column not in table.columns:
+            raise ConfigError(f"data.keep: the table has no column {column!r}")
+        present = set(table[column].astype(str))
+        unknown = [v for v in allowed if v not in present]
+        if unknown:
+            raise ConfigError(
+                f"data.keep.{column}: {unknown} never occur; values present: {sorted(present)}"
+            )
+        before = len(table)
+        table = table[table[column].astype(str).isin(allowed)]
+        steps.append(f"kept {column} in {list(allowed)}: {before} -> {len(table)} rows")
+
+    remaining = set(table["study_id"])
+    for sid in cfg.exclude:
+        if sid not in known:
+            raise ConfigError(
+                f"data.exclude: unknown study id {sid!r}; known: {', '.join(sorted(known))}"
+            )
+        if sid in touched:
+            raise ConfigError(
+                f"data.exclude: {sid!r} is also changed by variant {touched[sid]!r}; choose one"
+            )
+        if sid not in remaining:
+            raise ConfigError(f"data.exclude: {sid!r} was already removed by data.keep")
+        table = table[table["study_id"] != sid]
+        steps.append(f"excluded {sid}")
+
+    table = table.reset_index(drop=True)
+    if table.empty:
+        raise ConfigError("the data selection leaves no studies")
+    return StudyData(
+        study=tuple(table["study_id"]),
+        y=table["events"].to_numpy(dtype=np.int64),
+        n=table["n"].to_numpy(dtype=np.int64),
+        table=table,
+        steps=tuple(steps),
+    )
+
+
+def _revision_table(
+    cfg: DataConfig, data_dir: str | os.PathLike[str]
+) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+    """The revision table with variants applied and (optionally) arms split."""
+    table = load_table("revision", data_dir).copy()
+    variants = load_table("revision_variants", data_dir)
+    arms = load_table("revision_arms", data_dir)
+    problems = cross_table_problems(
+        {"revision": table, "revision_variants": variants, "revision_arms": arms}
+    )
+    if problems:
+        raise DataValidationError(problems)
+    steps: list[str] = []
+    by_id = variants.set_index("variant_id")
+    touched: dict[str, str] = {}
+    for vid in cfg.variants:
+        if vid not in by_id.index:
+            raise ConfigError(
+                f"data.variants: unknown variant {vid!r}; known: {', '.join(by_id.index)}"
+            )
+        row = by_id.loc[vid]
+        sid = row["study_id"]
+        if sid in touched:
+            raise ConfigError(
+                f"data.variants: {vid!r} and {touched[sid]!r} both change study {sid!r}"
+            )
+        touched[sid] = vid
+        if row["action"] == "exclude":
+            table = table[table["study_id"] != sid]
+            steps.append(f"variant {vid}: excluded {sid}")
+        else:
+            mask = table["study_id"] == sid
+            old = int(table.loc[mask, "events"].iloc[0])
+            table.loc[mask, "events"] = int(row["events"])
+            steps.append(f"variant {vid}: {sid} events {old} -> {int(row['events'])}")
+
+    if cfg.split_arms:
+        rows = []
+        for _, r in table.iterrows():
+            sub = arms[arms["study_id"] == r["study_id"]]
+            if sub.empty:
+                rows.append(r.to_dict())
+                continue
+            if r["study_id"] in touched:
+                raise ConfigError(
+                    f"data.split_arms: study {r['study_id']!r} is also changed by a variant"
+                )
+            for _, a in sub.iterrows():
+                d = r.to_dict()
+                d.update(
+                    study_id=f"{r['study_id']}_{a['arm']}",
+                    procedure=a["procedure"],
+                    n=a["n"],
+                    events=a["events"],
+                    rate_text=a["rate_text"],
+                    rate_pct=a["rate_pct"],
+                )
+                rows.append(d)
+            steps.append(f"split {r['study_id']} into arms {', '.join(sub['arm'])}")
+        table = pd.DataFrame(rows)
+        for col in ("n", "events"):
+            table[col] = table[col].astype("Int64")
+    return table, steps, touched

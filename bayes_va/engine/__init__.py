@@ -1,0 +1,37 @@
+"""The engine: the only layer that imports PyMC, PyTensor and nutpie.
+
+:mod:`~bayes_va.engine.model` builds the PyMC model of a config, :mod:`~bayes_va.engine.marginal`
+is the Op that integrates each study's theta out, :mod:`~bayes_va.engine.sampling` runs nutpie,
+PyMC or NumPyro, and :mod:`~bayes_va.engine.derived` adds the derived quantities (pooled and
+predictive proportions, per-study log-likelihoods, exact theta draws) to the posterior.
+
+Importing this package first points PyTensor's and Numba's compile caches at a persistent
+per-user folder (:func:`cache_dir`), because both read their settings when first imported.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["cache_dir"]
+
+
+def cache_dir() -> Path:
+    """Where compiled artefacts persist (``BAYES_VA_CACHE`` or ``~/.cache/bayes_va``)."""
+    root = os.environ.get("BAYES_VA_CACHE") or Path.home() / ".cache" / "bayes_va"
+    return Path(root)
+
+
+def _configure_compile_cache() -> None:
+    """Point PyTensor and Numba at the persistent cache, unless the user already chose."""
+    base = cache_dir()
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    if "base_compiledir" not in flags:
+        os.environ["PYTENSOR_FLAGS"] = ",".join(
+            f for f in (flags, f"base_compiledir={base / 'pytensor'}") if f
+        )
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(base / "numba"))
+
+
+_configure_compile_cache()

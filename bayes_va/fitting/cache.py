@@ -1,0 +1,77 @@
+"""Content-addressed cache of fits: same config, data and code → the stored result is reused.
+
+The key hashes the resolved config, the counts the model sees, the bayes_va source files and
+the versions of the numerical stack, so any change that could move a number refits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+
+from bayes_va.config.model import Config
+from bayes_va.data.dataset import build_dataset
+from bayes_va.fitting.provenance import package_versions
+from bayes_va.fitting.results import FitResult, load_result
+from bayes_va.fitting.run import fit
+
+#: Modules whose code can change a fit's numbers (figures, reports and the CLI cannot).
+FIT_MODULES = (
+    "core",
+    "config",
+    "data",
+    "numerics/exact",
+    "numerics/glmm",
+    "engine",
+    "fitting/run",
+    "fitting/diagnostics",
+    "fitting/estimates",
+    "fitting/results",
+    "fitting/provenance",
+)
+
+
+@cache
+def code_hash() -> str:
+    """SHA-256 over the fitting modules' source and the numerical stack's versions."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]  # the bayes_va package
+    files = []
+    for m in FIT_MODULES:  # a module is a file or a package folder
+        if (root / f"{m}.py").exists():
+            files.append(root / f"{m}.py")
+        elif (root / m / "__init__.py").exists():
+            files += sorted((root / m).rglob("*.py"))
+        else:  # a renamed module must not silently drop out of the cache key
+            raise FileNotFoundError(f"bayes_va.fitting.cache.FIT_MODULES names a missing module {m!r}")
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    h.update(repr(sorted(package_versions().items())).encode())
+    return h.hexdigest()
+
+
+def fit_key(cfg: Config) -> str:
+    """Cache key of a config's fit."""
+    data = build_dataset(cfg.data, cfg.data_dir)
+    h = hashlib.sha256()
+    for part in (cfg.hash(), data.hash(), code_hash()):
+        h.update(part.encode())
+    return h.hexdigest()[:20]
+
+
+def cached_fit(cfg: Config, cache_dir: str | Path, refresh: bool = False) -> tuple[FitResult, bool]:
+    """Fit ``cfg`` or load its cached result.
+
+    Returns
+    -------
+    result : FitResult
+    hit : bool
+        Whether the result came from the cache.
+    """
+    folder = Path(cache_dir) / f"{cfg.name}-{fit_key(cfg)}"
+    if not refresh and (folder / "estimates.json").exists():
+        return load_result(folder), True
+    result = fit(cfg, out_dir=folder)
+    return result, False

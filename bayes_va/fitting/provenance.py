@@ -1,0 +1,71 @@
+"""Provenance of a result: what produced it, so a reviewer can reproduce it."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bayes_va.data.schemas import TABLES
+
+# The pinned install (see README, "Pinned installs"): exact versions and SHA-256 hashes of every
+# package, at the root of a source checkout.
+LOCK_FILE = "requirements.lock"
+
+PACKAGES = ("bayes_va", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy", "pandas", "xarray")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the numbers."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def lock_hash(root: Path | None = None) -> str | None:
+    """SHA-256 of the checkout's lock file, as ``sha256sum requirements.lock`` prints it.
+
+    ``make`` installs the environment from this file (and reinstalls when it changes).
+    ``root`` is the source checkout (default: the one this package is imported from). ``None``
+    when there is no lock, e.g. bayes_va installed from a wheel rather than from a checkout.
+    """
+    if root is None:
+        root = Path(__file__).resolve().parents[2]
+    f = Path(root) / LOCK_FILE
+    if not (f.is_file() and (Path(root) / "pyproject.toml").is_file()):
+        return None
+    return hashlib.sha256(f.read_bytes()).hexdigest()
+
+
+def data_files_hash(data_dir: Path) -> dict[str, str]:
+    """SHA-256 of each known table file present in ``data_dir``."""
+    out = {}
+    for schema in TABLES.values():
+        f = Path(data_dir) / schema.filename
+        if f.exists():
+            out[schema.filename] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def provenance_record(cfg: Any, data: Any) -> dict[str, Any]:
+    """Config (resolved), hashes, versions and seed of one fit. Contains no timestamps."""
+    return {
+        "config": cfg.to_dict(),
+        "config_hash": cfg.hash(),
+        "data_hash": data.hash(),
+        "lock_hash": lock_hash(),
+        "data_files": data_files_hash(cfg.data_dir),
+        "data_steps": list(data.steps),
+        "studies": list(data.study),
+        "seed": cfg.sampler.seed,
+        "versions": package_versions(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "argv_python": sys.executable.rsplit("/", 1)[-1],
+    }

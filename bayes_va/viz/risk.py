@@ -1,0 +1,153 @@
+"""Figures of the risk layer (matplotlib object API, no pyplot): risk distributions, risk
+against a covariate, effect forest plots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayes_va.risk.constants import CI_PROB
+from bayes_va.risk.layer import RiskModel
+from bayes_va.risk.profiles import COLUMN_LABELS, COVARIATES, EXAMPLE_PROFILES
+from bayes_va.viz.figure import save_figure, subplots
+
+
+def _figure(width: float = 7.0, height: float = 4.2) -> Any:
+    return subplots(figsize=(width, height))[0]
+
+
+def _percent_axis(axis: Any) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}%"))
+
+
+def _ratio_axis(axis: Any, low: float, high: float) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    fine = [0.1, 0.2, 0.5, 1, 2, 5, 10]
+    ticks = fine if low >= 0.1 and high <= 10 else [10.0**k for k in range(-4, 5)]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def figure_risk_distributions(
+    models: Mapping[str, RiskModel],
+    profiles: Mapping[str, Mapping[str, Any]],
+    *,
+    threshold: float | None = None,
+) -> Any:
+    """Histograms of each profile's risk draws (log risk axis), one panel per model."""
+    fig = _figure(4.2 * len(models), 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(models), squeeze=False)[0])
+    names = list(profiles)
+    bins = np.logspace(-4, 0, 81)
+    for ax, (label, model) in zip(axes, models.items(), strict=True):
+        risk = model.risk([{"id": n, **profiles[n]} for n in names], warn=False)
+        for n in names:
+            r = np.clip(risk.sel(patient=n).values, bins[0], 1.0)
+            ax.hist(
+                r,
+                bins=bins,
+                weights=np.full(r.size, 1.0 / r.size),
+                histtype="stepfilled",
+                alpha=0.45,
+                label=f"{n} (median {100 * np.median(r):.1f}%)",
+            )
+        if threshold is not None:
+            ax.axvline(threshold, color="k", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        _percent_axis(ax.xaxis)
+        ax.set_title(model.description, fontsize=8, wrap=True)
+        ax.set_xlabel(f"{label} risk")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("share of posterior draws")
+    return fig
+
+
+def figure_risk_vs_covariate(
+    model: RiskModel,
+    profile: Mapping[str, Any],
+    covariate: str = "cement_volume",
+    values: Sequence[float] | None = None,
+    *,
+    ci_prob: float = CI_PROB,
+) -> Any:
+    """Median risk with 50 % and ``ci_prob`` bands as one covariate varies (default 1-8 ml).
+
+    Dotted lines mark the source cohort's range (Table 1 mean +- 3 SD) when it falls inside.
+    """
+    xs = np.asarray(values if values is not None else np.linspace(1.0, 8.0, 29), dtype=float)
+    risk = model.risk([{**profile, covariate: float(x)} for x in xs], warn=False).values
+    a = (1.0 - ci_prob) / 2.0
+    lo, q1, med, q3, hi = np.quantile(risk, [a, 0.25, 0.5, 0.75, 1 - a], axis=0)
+    fig = _figure(6.0, 4.0)
+    ax = fig.subplots()
+    ax.fill_between(xs, lo, hi, alpha=0.25, color="C0", label=f"{ci_prob:.0%} interval")
+    ax.fill_between(xs, q1, q3, alpha=0.35, color="C0", label="50% interval")
+    ax.plot(xs, med, lw=2, color="C0", label="median")
+    if covariate in model.cohort_ranges:
+        for edge in model.cohort_ranges[covariate]:
+            if xs.min() < edge < xs.max():
+                ax.axvline(edge, color="grey", ls=":", lw=1)
+    others = ", ".join(f"{k} {profile[k]}" for k in model.used if k in profile and k != covariate)
+    ax.set_title(f"{model.outcome}; {others}", fontsize=8)
+    ax.set_xlabel(COVARIATES[covariate].label)
+    ax.set_ylabel(f"{model.outcome} risk")
+    ax.set_ylim(0, min(1.0, 1.1 * float(hi.max())))
+    _percent_axis(ax.yaxis)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def figure_effects(model: RiskModel, *, ci_prob: float = CI_PROB) -> Any:
+    """Forest plot of the odds ratio of each covariate step (median, interval; log scale)."""
+    eff = model.effects(ci_prob)
+    fig = _figure(6.0, 0.45 * len(eff) + 1.3)
+    ax = fig.subplots()
+    y = np.arange(len(eff))[::-1]
+    ax.errorbar(
+        eff["or_median"],
+        y,
+        fmt="o",
+        color="C0",
+        xerr=[eff["or_median"] - eff["or_lower"], eff["or_upper"] - eff["or_median"]],
+    )
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    _ratio_axis(ax.xaxis, float(eff["or_lower"].min()), float(eff["or_upper"].max()))
+    ax.set_yticks(y, [COLUMN_LABELS[c] for c in eff["column"]])
+    ax.set_xlabel(f"odds ratio (median, {ci_prob:.0%} interval)")
+    ax.set_title(model.description, fontsize=8)
+    return fig
+
+
+def write_figures(
+    folder: str | Path,
+    models: Mapping[str, RiskModel],
+    profiles: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    threshold: float | None = None,
+) -> list[Path]:
+    """Write the risk figures as PNG files into ``folder``; returns their paths.
+
+    ``risk_distributions.png`` (every model, every profile), ``risk_vs_cement_volume_<m>.png``
+    (typical profile, 1-8 ml, for models that use cement volume) and ``effects_<m>.png``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    profiles = profiles or EXAMPLE_PROFILES
+    figs = {"risk_distributions": figure_risk_distributions(models, profiles, threshold=threshold)}
+    middle = profiles[list(profiles)[len(profiles) // 2]]
+    for label, model in models.items():
+        if "cement_volume" in model.used:
+            figs[f"risk_vs_cement_volume_{label}"] = figure_risk_vs_covariate(model, middle)
+        figs[f"effects_{label}"] = figure_effects(model)
+    paths = []
+    for name, fig in figs.items():
+        paths += save_figure(fig, folder / f"{name}.png")
+    return paths

@@ -1,0 +1,294 @@
+"""Build the paper: run the declared analyses, write ``results.json`` and figures, compile Typst.
+
+``paper/analyses.toml`` declares what the paper needs. Each fit is cached by the hash of its
+config, data and code (:mod:`bayes_va.fitting.cache`), so a rebuild after changing one config refits
+only that config. ``paper/build/results.json`` holds every number the text shows (raw values and
+the formatted strings Typst prints) and no timestamps: two builds give identical bytes. Wall
+times go to ``paper/build/timings.json``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import shutil
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayes_va.config.model import Config, find_root, load_config
+from bayes_va.core import atomic
+from bayes_va.fitting.cache import cached_fit
+from bayes_va.fitting.diagnostics import CHECKED_VARS
+from bayes_va.fitting.provenance import data_files_hash, lock_hash, package_versions
+from bayes_va.fitting.results import FitResult
+from bayes_va.viz.plots import followup_curve, forest, plot_sensitivity, subgroups
+from bayes_va.workflows.paper_sections import (
+    avf_section,
+    compare_section,
+    data_section,
+    diagnostics_row,
+    fit_section,
+    interval,
+    pct,
+    risk_section,
+    robustness_section,
+    round_floats,
+    sbc_section,
+)
+from bayes_va.workflows.sensitivity import plan, row
+
+ANALYSES_KEYS = {
+    "base",
+    "sensitivity",
+    "leave_one_out",
+    "subgroups",
+    "avf",
+    "avf_horizons_months",
+    "risk",
+    "compare",
+}
+RISK_KEYS = {"revision_baseline", "transport", "avf_horizon_months", "threshold"}
+
+
+# ----------------------------------------------------------------------------- analyses
+
+
+def load_analyses(path: Path) -> dict[str, Any]:
+    """Read and check ``paper/analyses.toml``."""
+    with path.open("rb") as fh:
+        spec = tomllib.load(fh)
+    unknown = set(spec) - ANALYSES_KEYS
+    unknown |= {f"risk.{k}" for k in set(spec.get("risk", {})) - RISK_KEYS}
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) {sorted(unknown)}; allowed {sorted(ANALYSES_KEYS)}"
+        )
+    return spec
+
+
+def _expand(root: Path, patterns: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for pat in patterns:
+        hits = sorted(Path(p) for p in glob.glob(str(root / pat)))
+        if not hits:
+            raise FileNotFoundError(f"paper/analyses.toml: {pat!r} matches no file")
+        out.extend(hits)
+    return out
+
+
+class _Runner:
+    """Fits configs through the cache and keeps the wall times."""
+
+    def __init__(self, cache_dir: Path, refresh: bool) -> None:
+        self.cache_dir, self.refresh = cache_dir, refresh
+        self.timings: dict[str, dict[str, Any]] = {}
+
+    def fit(self, cfg: Config) -> FitResult:
+        t0 = time.perf_counter()
+        result, hit = cached_fit(cfg, self.cache_dir, self.refresh)
+        self.timings[cfg.name] = {"seconds": time.perf_counter() - t0, "cached": hit}
+        status = "cached" if hit else f"fitted in {time.perf_counter() - t0:.1f} s"
+        print(f"  {cfg.name}: {status}", file=sys.stderr, flush=True)
+        return result
+
+
+def build_paper(
+    clean: bool = False, root: str | Path | None = None, compile_pdf: bool = True
+) -> int:
+    """Run the analyses of ``paper/analyses.toml`` and build ``paper/build/paper.pdf``.
+
+    Parameters
+    ----------
+    clean : bool
+        Ignore cached fits and refit everything.
+    root : path, optional
+        Project root (default: found from the current directory).
+    compile_pdf : bool
+        Compile the Typst source (tests may skip it).
+
+    Returns
+    -------
+    int
+        Exit code: 0 when every analysis ran (fits failing diagnostics are reported in the
+        paper, not hidden).
+    """
+    t_start = time.perf_counter()
+    root = Path(root) if root else find_root(Path.cwd().resolve())
+    paper_dir = root / "paper"
+    build = paper_dir / "build"
+    figures = build / "figures"
+    if clean and build.exists():
+        shutil.rmtree(build)
+    figures.mkdir(parents=True, exist_ok=True)
+    cache_dir = root / "results" / "cache"
+    spec = load_analyses(paper_dir / "analyses.toml")
+    runner = _Runner(cache_dir, refresh=clean)
+
+    print("bayes-va paper: running analyses", file=sys.stderr)
+    base_cfg = load_config(root / spec["base"])
+    base = runner.fit(base_cfg)
+
+    scen = plan(
+        _expand(root, spec.get("sensitivity", [])),
+        root / spec["base"],
+        spec.get("leave_one_out", True),
+    )
+    sens_results: dict[str, FitResult] = {}
+    sens_rows = []
+    for s in scen:
+        res = base if s.kind == "base" else runner.fit(s.config)
+        sens_results[s.name] = res
+        sens_rows.append(row(s, res))
+
+    sens_table = pd.DataFrame(sens_rows)
+    sub_results = {
+        load_config(p).name: runner.fit(load_config(p))
+        for p in _expand(root, spec.get("subgroups", []))
+    }
+    avf_results = [runner.fit(load_config(p)) for p in _expand(root, spec.get("avf", []))]
+    horizons = [float(h) for h in spec.get("avf_horizons_months", [12.0])]
+
+    # ---- figures
+    labels = {s: s for s in base.data.study}
+    forest(base, figures / "forest.svg", labels)
+    plot_sensitivity(sens_table, figures / "sensitivity.svg")
+    if sub_results:
+        subgroups(
+            {k: v for k, v in sub_results.items() if v.estimates["moderators"]["subgroups"]},
+            figures / "subgroups.svg",
+        )
+    if avf_results and avf_results[0].config.model.moderators:
+        followup_curve(avf_results[0], figures / "avf_followup.svg", outcome="AVF risk")
+
+    compare_fits = []
+    for p in _expand(root, spec.get("compare", {}).get("models", [])):
+        cfg = load_config(p)
+        compare_fits.append(base if cfg.name == base_cfg.name else runner.fit(cfg))
+    comparison = compare_section(compare_fits, figures) if compare_fits else None
+    risk = risk_section(
+        spec.get("risk", {}), base, avf_results[0] if avf_results else None, figures
+    )
+
+    # ---- results.json
+    sens_json = []
+    for r in sens_table.to_dict(orient="records"):
+        r = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
+        for k in ("compile_seconds", "sample_seconds", "fit_seconds"):
+            r.pop(k)
+        r["fmt"] = {
+            "pooled": interval(
+                {
+                    "median": r["pooled_median"],
+                    "lower": r["pooled_lower"],
+                    "upper": r["pooled_upper"],
+                }
+            ),
+            "predictive": interval(
+                {
+                    "median": r["predictive_median"],
+                    "lower": r["predictive_lower"],
+                    "upper": r["predictive_upper"],
+                }
+            ),
+            "spread": f"{r['spread_name'].replace('tau', 'τ').replace('phi', 'φ')} "
+            f"{r['spread_median']:.2f} ({r['spread_lower']:.2f}–{r['spread_upper']:.2f})",
+            "glmm": (
+                interval(
+                    {"median": r["glmm_pooled"], "lower": r["glmm_lower"], "upper": r["glmm_upper"]}
+                )
+                if r["glmm_pooled"] is not None
+                else "–"
+            ),
+            "status": "ok" if r["diagnostics_ok"] else "failed",
+        }
+        sens_json.append(r)
+    loo = [r for r in sens_json if r["kind"] == "leave-one-out"]
+    pooled_loo = [r["pooled_median"] for r in loo]
+    n_failed = sum(not r["diagnostics_ok"] for r in sens_json)
+
+    all_fits = {
+        "base": base,
+        **{k: v for k, v in sens_results.items() if k != base_cfg.name},
+        **sub_results,
+        **{r.config.name: r for r in avf_results},
+    }
+    cfg_b = base.config
+    results = {
+        "ci_pct": f"{100 * base.estimates['ci_prob']:g} %",
+        "data": data_section(base_cfg.data_dir),
+        "base": fit_section(base),
+        "base_priors": {"mu": str(cfg_b.priors.mu), "tau": str(cfg_b.priors.tau)},
+        "sampler": {
+            "backend": cfg_b.sampler.backend,
+            "chains": cfg_b.sampler.chains,
+            "tune": cfg_b.sampler.tune,
+            "draws": cfg_b.sampler.draws,
+            "seed": cfg_b.sampler.seed,
+            "target_accept": cfg_b.sampler.target_accept,
+            "parametrisation": cfg_b.model.parametrisation,
+        },
+        "thresholds": {k: v for k, v in base.diagnostics["thresholds"].items()},
+        "base_diagnostics": diagnostics_row("base", base),
+        "sensitivity": sens_json,
+        "sensitivity_summary": {
+            "n_scenarios": sum(r["kind"] == "scenario" for r in sens_json),
+            "n_loo": len(loo),
+            "n_failed": n_failed,
+            "loo_pooled_min": pct(min(pooled_loo), 2) if loo else "–",
+            "loo_pooled_max": pct(max(pooled_loo), 2) if loo else "–",
+            "scenario_pooled_min": pct(min(r["pooled_median"] for r in sens_json), 2),
+            "scenario_pooled_max": pct(max(r["pooled_median"] for r in sens_json), 2),
+        },
+        "subgroups": [
+            fit_section(r) | {"description": r.config.description} for r in sub_results.values()
+        ],
+        "avf": avf_section(avf_results, horizons),
+        "risk": risk,
+        "compare": comparison,
+        "diagnostics": [diagnostics_row(k, v) for k, v in all_fits.items()],
+        "reproducibility": {
+            "versions": package_versions(),
+            "checked_vars": list(CHECKED_VARS),
+            "data_hash": hashlib.sha256(
+                "".join(sorted(data_files_hash(base_cfg.data_dir).values())).encode()
+            ).hexdigest(),
+            "lock_hash": lock_hash(root),
+            "n_fits": len(all_fits),
+        },
+        "robustness": robustness_section(root),
+        "sbc": sbc_section(root),
+    }
+    atomic.write_json(build / "results.json", round_floats(results))
+    runner_total = time.perf_counter() - t_start
+    atomic.write_json(
+        build / "timings.json",
+        {
+            "fits": runner.timings,
+            "analyses_seconds": runner_total,
+            "fit_seconds_by_name": {k: v.diagnostics["timings"] for k, v in all_fits.items()},
+        },
+    )
+
+    if compile_pdf:
+        import typst
+
+        t0 = time.perf_counter()
+        pdf = typst.compile(str(paper_dir / "paper.typ"), root=str(root))
+        atomic.write_bytes(build / "paper.pdf", pdf)
+        print(
+            f"bayes-va paper: wrote {build / 'paper.pdf'} (typst {time.perf_counter() - t0:.2f} s)",
+            file=sys.stderr,
+        )
+    print(
+        f"bayes-va paper: done in {time.perf_counter() - t_start:.1f} s "
+        f"({sum(not t['cached'] for t in runner.timings.values())} fits run, "
+        f"{sum(t['cached'] for t in runner.timings.values())} from cache)",
+        file=sys.stderr,
+    )
+    return 0
