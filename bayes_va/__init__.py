@@ -4,16 +4,21 @@ Start here:
 
 >>> import bayes_va
 >>> result = bayes_va.fit("models/base.toml")      # doctest: +SKIP
->>> result.estimates["pooled"]                       # doctest: +SKIP
+>>> result.estimates.pooled.median                   # doctest: +SKIP
 
-The layers, from the bottom: ``data`` / ``schemas`` (validated evidence tables), ``config``
-(TOML model configs), ``exact`` and ``glmm`` (numpy/scipy references), ``model`` (PyMC),
-``sampling`` (backends), ``fitting`` (config -> result) and ``results`` (files on disk).
+The subpackages are layers; each imports only the ones below it (``make lint`` checks this).
+From the bottom: ``core`` (errors, atomic writes, JSON/Markdown forms), ``config`` (TOML model
+configs), ``data`` (validated evidence tables), ``numerics`` (exact quadrature references, GLMM,
+small-sample outcomes; numpy/scipy only), ``engine`` (the only PyMC/PyTensor/nutpie code),
+``fitting`` (config -> result, files on disk), ``checking`` (LOO, PPC, prior sensitivity, SBC
+statistics), ``risk`` (patient-level risk), ``viz`` (figures), ``workflows`` (paper,
+sensitivity, SBC runs) and ``cli``.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 if sys.version_info < (3, 12):  # noqa: UP036  (a clear message beats pip's silent pymc 5)
     raise ImportError(
@@ -26,16 +31,20 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "fit", "load_config", "load_result"]
 
 
-def __getattr__(name: str):  # lazy: keep `import bayes_va` fast and PyMC-free
+def __getattr__(name: str) -> Any:  # lazy: keep `import bayes_va` fast and PyMC-free
+    """Import ``fit``, ``load_config`` and ``load_result`` on first use."""
     if name == "fit":
+        # lazy: `import bayes_va` stays fast and PyMC-free
         from bayes_va.fitting.run import fit
 
         return fit
     if name == "load_config":
+        # lazy: `import bayes_va` stays fast and PyMC-free
         from bayes_va.config.model import load_config
 
         return load_config
     if name == "load_result":
+        # lazy: `import bayes_va` stays fast and PyMC-free
         from bayes_va.fitting.results import load_result
 
         return load_result

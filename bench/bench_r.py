@@ -15,8 +15,8 @@ What it does
    tie-breakers.
 3. Bayesian model: ``bayes_va.fit`` (default backend nutpie, base priors) vs brms
    (``bench/r/brms_fit.R``, same priors, same 4 x (1000 + 1000) budget), and both vs the exact
-   quadrature posterior (``bayes_va.numerics.exact``). Quantiles 2.5 / 50 / 97.5 % of μ, τ, the pooled
-   and the predictive proportion; each difference is divided by the Monte-Carlo standard
+   quadrature posterior (``bayes_va.numerics.exact``). Quantiles 2.5 / 50 / 97.5 % of μ, τ, the
+   pooled and the predictive proportion; each difference is divided by the Monte-Carlo standard
    errors (ArviZ quantile MCSE, same code for both samplers): |z| ≤ 3 counts as agreement.
 4. Speed: wall time per fit for metafor (in-process, median of repeats), bayes_va's GLMM,
    bayes_va's Bayesian fit (cold = first fit of its model structure in this process, compile
@@ -262,7 +262,7 @@ def bayes_va_side(datasets: list[dict[str, Any]], warm_repeats: int, glmm_repeat
         draws = {q: post[q].transpose("chain", "draw").values for q in QUANTITIES}
         summ = draw_summary(draws)
         d = warm.diagnostics
-        t = d["timings"]
+        t = d.timings
         results[ds["id"]] = {
             "glmm": {**g.to_dict(), "time_first_s": g_first, "time_median_s": g_med},
             "exact": {
@@ -276,18 +276,18 @@ def bayes_va_side(datasets: list[dict[str, Any]], warm_repeats: int, glmm_repeat
             "bayes": {
                 "summary": summ,
                 "cold_wall_s": cold_wall,
-                "cold_compile_s": cold.diagnostics["timings"]["compile_seconds"],
-                "cold_reused_compiled": cold.diagnostics["timings"]["reused_compiled_model"],
+                "cold_compile_s": cold.diagnostics.timings.compile_seconds,
+                "cold_reused_compiled": cold.diagnostics.timings.reused_compiled_model,
                 "warm_walls_s": warm_walls,
                 "warm_wall_s": statistics.median(warm_walls),
-                "warm_sample_s": t["sample_seconds"],
-                "warm_reused_compiled": t["reused_compiled_model"],
+                "warm_sample_s": t.sample_seconds,
+                "warm_reused_compiled": t.reused_compiled_model,
                 "ess_bulk_tau": summ["tau"]["ess_bulk"],
-                "max_rhat": d["max_rhat"],
-                "min_ess_bulk": d["min_ess_bulk"],
-                "divergences": d["divergences"],
-                "ok": d["ok"],
-                "failures": d["failures"],
+                "max_rhat": d.max_rhat,
+                "min_ess_bulk": d.min_ess_bulk,
+                "divergences": d.divergences,
+                "ok": d.ok,
+                "failures": list(d.failures),
             },
         }
         b = results[ds["id"]]["bayes"]
@@ -466,8 +466,8 @@ def markdown(report: dict[str, Any]) -> str:
         )
     L += [
         "",
-        '## Classical GLMM: `bayes_va.numerics.glmm.fit_glmm` vs `metafor::rma.glmm(measure = "PLO", '
-        'method = "ML")`',
+        "## Classical GLMM: `bayes_va.numerics.glmm.fit_glmm` vs "
+        '`metafor::rma.glmm(measure = "PLO", method = "ML")`',
         "",
         "Target: μ̂, τ̂ and the 95 % Wald CI (log-odds and proportion scale) agree to 3 "
         "significant digits (|Δ| ≤ ½ unit in the 3rd significant digit of metafor's value). "

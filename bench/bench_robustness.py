@@ -88,11 +88,14 @@ def _base_config():
 QUANTILES = (("lower", "q2.5", 0.025), ("median", "q50", 0.5), ("upper", "q97.5", 0.975))
 
 
-def _mcmc_quantiles(est: dict[str, Any], diag: dict[str, Any]) -> dict[str, Any]:
+def _mcmc_quantiles(est: Any, diag: Any) -> dict[str, Any]:
     """MCMC 2.5/50/97.5 % quantiles of the pooled proportion and tau, with their MCSEs."""
     return {
         name: {
-            q: {"value": est["bayes"][name][key], "mcse": diag["mcse"][name][q]}
+            q: {
+                "value": getattr(getattr(est, name), key),
+                "mcse": diag.mcse[name].to_dict()[q],
+            }
             for key, q, _ in QUANTILES
         }
         for name in ("pooled", "tau")
@@ -158,11 +161,11 @@ def grid_task(parametrisation: str, reps: int, index: int, seed: int) -> dict[st
         "y": y.tolist(),
         "n": n.tolist(),
         "zero_event_studies": int(np.sum(y == 0)),
-        "ok": bool(d["ok"]),
-        "failures": d["failures"],
-        "divergences": int(d["divergences"]),
-        "max_rhat": d["max_rhat"],
-        "min_ess_bulk": d["min_ess_bulk"],
+        "ok": bool(d.ok),
+        "failures": list(d.failures),
+        "divergences": int(d.divergences),
+        "max_rhat": d.max_rhat,
+        "min_ess_bulk": d.min_ess_bulk,
         "mcmc": _mcmc_quantiles(est, d),
         "fit_seconds": wall,
     }
@@ -297,10 +300,10 @@ def public_datasets() -> list[dict]:
                 "parametrisation": par,
                 "k": data.k,
                 "zero_event_studies": int(np.sum(data.y == 0)),
-                "ok": bool(d["ok"]),
-                "failures": d["failures"],
-                "divergences": int(d["divergences"]),
-                "pooled_median": est["bayes"]["pooled"]["median"],
+                "ok": bool(d.ok),
+                "failures": list(d.failures),
+                "divergences": int(d.divergences),
+                "pooled_median": est.pooled.median,
                 "max_abs_z": max(abs(v) for v in z.values()) if isinstance(z, dict) else None,
                 "exact_error": z if isinstance(z, str) else None,
             }
@@ -325,17 +328,18 @@ def revision_efficiency(seeds: int) -> list[dict]:
             reference=False,
         )
         ess = float(az.ess(r.tree, var_names=["tau"])["tau"])
-        t = r.diagnostics["timings"]
+        t = r.diagnostics.timings
+        assert t is not None
         rows.append(
             {
                 "parametrisation": par,
                 "seed": 1000 + seed,
                 "ess_tau": ess,
-                "sample_seconds": t["sample_seconds"],
-                "fit_seconds": t["fit_seconds"],
-                "ess_tau_per_sample_second": ess / t["sample_seconds"],
-                "ess_tau_per_fit_second": ess / t["fit_seconds"],
-                "divergences": int(r.diagnostics["divergences"]),
+                "sample_seconds": t.sample_seconds,
+                "fit_seconds": t.fit_seconds,
+                "ess_tau_per_sample_second": ess / t.sample_seconds,
+                "ess_tau_per_fit_second": ess / t.fit_seconds,
+                "divergences": int(r.diagnostics.divergences),
             }
         )
     return rows
@@ -418,8 +422,12 @@ def write_report(report: dict[str, Any]) -> None:
         "|---|" + "---|" * len(report["grid"]),
     ]
     cells = sorted(
-        {c for s in report["grid"].values() for c, v in s["by_cell"].items()
-         if v["failed"] or v["with_divergences"] or v["disagree"]},
+        {
+            c
+            for s in report["grid"].values()
+            for c, v in s["by_cell"].items()
+            if v["failed"] or v["with_divergences"] or v["disagree"]
+        },
         key=lambda c: (DESIGNS.index(c.split("|")[0]), c),
     )
     for c in cells:
@@ -465,8 +473,15 @@ def write_report(report: dict[str, Any]) -> None:
         "|---|---|---|---|---|",
     ]
     rev = report["revision"]
-    med = {k: _median_by(rev, k) for k in (
-        "ess_tau", "sample_seconds", "ess_tau_per_sample_second", "ess_tau_per_fit_second")}
+    med = {
+        k: _median_by(rev, k)
+        for k in (
+            "ess_tau",
+            "sample_seconds",
+            "ess_tau_per_sample_second",
+            "ess_tau_per_fit_second",
+        )
+    }
     for p in PARAMETRISATIONS:
         lines.append(
             f"| {p} | {med['ess_tau'][p]:.0f} | {med['sample_seconds'][p]:.3f} | "
@@ -513,7 +528,8 @@ def main() -> None:
         reps = args.reps if par == default else args.compare_reps
         if reps:
             runs[par] = (
-                me.load_grid(par, reps) if args.skip_grid
+                me.load_grid(par, reps)
+                if args.skip_grid
                 else me.run_grid(par, reps, args.workers, args.resume)
             )
     if args.grid_only:

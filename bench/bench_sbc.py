@@ -1,8 +1,8 @@
 """Simulation-based calibration of the base model at N >= 500 replications, on dask.
 
-Runs ``bayes_va.workflows.sbc.run_sbc("models/base.toml", N)`` (full sampler settings, the 14 revision
-studies' sizes) on a local cluster with one worker per core, resumable: the run folder is
-``results/sbc/base_bench/`` (git-ignored; rerun with ``--resume`` after an interruption), and
+Runs ``bayes_va.workflows.sbc.run_sbc("models/base.toml", N)`` (full sampler settings, the 14
+revision studies' sizes) on a local cluster with one worker per core, resumable: the run folder
+is ``results/sbc/base_bench/`` (git-ignored; rerun with ``--resume`` after an interruption), and
 the summary, coverage table and figure are copied to ``bench/reports/sbc_base.*``.
 
 Run: ``.venv/bin/python bench/bench_sbc.py [--replications 500] [--resume] [--workers N]``

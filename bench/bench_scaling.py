@@ -131,7 +131,7 @@ def _k_child(param: str, k: int, full_fit: bool, warm: bool) -> dict:
                 t0 = time.perf_counter()
                 res = fit(cfg, data=data)
                 out[label]["fit_s"] = time.perf_counter() - t0
-                out[label]["fit_timings"] = res.diagnostics["timings"]
+                out[label]["fit_timings"] = res.diagnostics.timings.to_dict()
     return out
 
 

@@ -151,14 +151,14 @@ def extra_scenarios() -> dict[str, Any]:
         t = time.perf_counter()
         result = bayes_va.fit(cfg, reference=False)  # as run_sensitivity fits a scenario
         wall = time.perf_counter() - t
-        timings = result.diagnostics["timings"]
+        timings = result.diagnostics.timings
         runs.append(
             {
                 "scenario": label,
                 "kind": kind,
                 "wall_s": wall,
-                "sample_s": timings["sample_seconds"],
-                "reused_compiled_model": timings["reused_compiled_model"],
+                "sample_s": timings.sample_seconds,
+                "reused_compiled_model": timings.reused_compiled_model,
             }
         )
 
@@ -185,7 +185,7 @@ def extra_scenarios() -> dict[str, Any]:
     walls = [r["wall_s"] for r in runs]
     return {
         "first_fit_s": first_s,
-        "first_compile_s": first.diagnostics["timings"]["compile_seconds"],
+        "first_compile_s": first.diagnostics.timings.compile_seconds,
         "loo_first_fit_s": loo_first_s,
         "runs": runs,
         "median_s": _median(walls),
@@ -209,7 +209,14 @@ def warm_fit_breakdown(repeats: int) -> dict[str, Any]:
     from bayes_va.engine.derived import add_derived
     from bayes_va.engine.model import data_values, structure_key
     from bayes_va.fitting.diagnostics import compute_diagnostics, mcse_table
-    from bayes_va.fitting.estimates import exact_reference, headline, moderator_effects, study_table
+    from bayes_va.fitting.estimates import (
+        CI_PROB,
+        Estimates,
+        exact_reference,
+        headline,
+        moderator_effects,
+        study_rows,
+    )
     from bayes_va.fitting.provenance import provenance_record
     from bayes_va.fitting.results import FitResult
     from bayes_va.fitting.run import exact_posterior, fit
@@ -240,15 +247,16 @@ def warm_fit_breakdown(repeats: int) -> dict[str, Any]:
         diag = clock(steps, "compute_diagnostics", compute_diagnostics, tree, cfg.diagnostics)
         ref = clock(steps, "exact posterior grid", exact_posterior, cfg, data)
         classical = clock(steps, "classical GLMM", glmm.fit_glmm, data.y, data.n)
-        estimates = {
-            "bayes": clock(steps, "headline summaries", headline, tree),
-            "exact": clock(steps, "exact reference quantiles", exact_reference, ref),
-            "glmm": classical.to_dict(),
-            "moderators": clock(steps, "moderator effects", moderator_effects, tree),
-            "studies": clock(steps, "study table", study_table, tree, data).to_dict(
-                orient="records"
-            ),
-        }
+        estimates = Estimates(
+            k=data.k,
+            family=cfg.model.family,
+            ci_prob=CI_PROB,
+            **clock(steps, "headline summaries", headline, tree),
+            exact=clock(steps, "exact reference quantiles", exact_reference, ref),
+            glmm=classical,
+            moderators=clock(steps, "moderator effects", moderator_effects, tree),
+            studies=clock(steps, "study table", study_rows, tree, data),
+        )
         prov = clock(steps, "provenance record", provenance_record, cfg, data)
         FitResult(cfg, data, tree, estimates, diag, prov)
         whole.append(time.perf_counter() - t_all)

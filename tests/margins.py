@@ -26,22 +26,22 @@ def convergence_problems(result: Any, max_rhat: float = TEST_MAX_RHAT) -> list[s
     The config's thresholds for ESS, divergences and E-BFMI; ``max_rhat`` for R-hat.
     """
     d = result.diagnostics
-    t = d["thresholds"]
+    t = d.thresholds
     problems = []
-    if not d["max_rhat"] <= max_rhat:
-        problems.append(f"max R-hat {d['max_rhat']:.4f} > {max_rhat}")
-    if not d["min_ess_bulk"] >= t["min_ess_bulk"]:
-        problems.append(f"min bulk ESS {d['min_ess_bulk']:.0f} < {t['min_ess_bulk']}")
-    if not d["min_ess_tail"] >= t["min_ess_tail"]:
-        problems.append(f"min tail ESS {d['min_ess_tail']:.0f} < {t['min_ess_tail']}")
-    if d["divergences"] > t["max_divergences"]:
-        problems.append(f"{d['divergences']} divergent transitions")
-    if not d["min_bfmi"] >= t["min_bfmi"]:
-        problems.append(f"min E-BFMI {d['min_bfmi']:.3f} < {t['min_bfmi']}")
+    if not d.max_rhat <= max_rhat:
+        problems.append(f"max R-hat {d.max_rhat:.4f} > {max_rhat}")
+    if not d.min_ess_bulk >= t.min_ess_bulk:
+        problems.append(f"min bulk ESS {d.min_ess_bulk:.0f} < {t.min_ess_bulk}")
+    if not d.min_ess_tail >= t.min_ess_tail:
+        problems.append(f"min tail ESS {d.min_ess_tail:.0f} < {t.min_ess_tail}")
+    if d.divergences > t.max_divergences:
+        problems.append(f"{d.divergences} divergent transitions")
+    if not d.min_bfmi >= t.min_bfmi:
+        problems.append(f"min E-BFMI {d.min_bfmi:.3f} < {t.min_bfmi}")
     return problems
 
 
 def assert_converged(result: Any, max_rhat: float = TEST_MAX_RHAT) -> None:
     """Assert :func:`convergence_problems` finds none; the fit's own failures are shown too."""
     problems = convergence_problems(result, max_rhat)
-    assert not problems, (problems, result.diagnostics["failures"])
+    assert not problems, (problems, result.diagnostics.failures)

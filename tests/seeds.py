@@ -58,7 +58,7 @@ def seed(n: int) -> int:
 def _default_sampler_seed() -> int:
     from bayes_va.config.model import SamplerConfig
 
-    return SamplerConfig.__dataclass_fields__["seed"].default  # type: ignore[return-value]
+    return int(SamplerConfig.model_fields["seed"].default)
 
 
 def _shift_seed_of(raw: dict[str, Any]) -> None:
@@ -91,8 +91,8 @@ def install_config_seed_offset() -> Callable[[], None]:
     if original is None or getattr(original, "_seed_offset_hook", False):
         if original is None:
             raise RuntimeError(
-                "tests/seeds.py: bayes_va.config.model._read_raw is gone; move the seed-offset hook "
-                "to whatever load_config now uses to read a file"
+                "tests/seeds.py: bayes_va.config.model._read_raw is gone; move the seed-offset "
+                "hook to whatever load_config now uses to read a file"
             )
         return lambda: None
 

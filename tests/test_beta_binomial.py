@@ -1,10 +1,10 @@
 """The beta-binomial family: its exact (quadrature) reference and the MCMC fit against it.
 
 Model: ``y_i ~ BetaBinomial(n_i, p phi, (1 - p) phi)``, ``logit p = mu``. The reference,
-:func:`bayes_va.numerics.exact.posterior_grid_beta_binomial`, is checked three ways that do not share its
-code: the closed-form likelihood against ``scipy.stats.betabinom``, the whole posterior against
-a brute-force fixed grid built here from ``scipy.stats.betabinom.logpmf`` (Simpson CDFs, no
-splines), and the grid against a twice-finer one. The MCMC fit of
+:func:`bayes_va.numerics.exact.posterior_grid_beta_binomial`, is checked three ways that do not
+share its code: the closed-form likelihood against ``scipy.stats.betabinom``, the whole posterior
+against a brute-force fixed grid built here from ``scipy.stats.betabinom.logpmf`` (Simpson CDFs,
+no splines), and the grid against a twice-finer one. The MCMC fit of
 ``models/sensitivity/beta_binomial.toml`` must then agree with it within Monte-Carlo error.
 """
 
@@ -294,7 +294,7 @@ def test_beta_binomial_mcmc_agrees_with_the_exact_posterior_within_monte_carlo_e
     result = bayes_va.fit("models/sensitivity/beta_binomial.toml")
     # its own thresholds hold with room here: over 25 seeds max R-hat <= 1.0034 (log-normal
     # tail: P(> 1.01) ~ 7e-6), bulk and tail ESS >= 1,375 (need 400), no divergence
-    assert result.ok, result.diagnostics["failures"]
+    assert result.ok, result.diagnostics.failures
     cfg = result.config
     ref = posterior_grid_beta_binomial(
         result.data.y,

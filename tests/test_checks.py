@@ -63,7 +63,7 @@ def test_tau_pinned_near_zero_fails_on_hogan_and_liang(near_pooled, pooled_check
     # a wrong model, not a sampler artefact: no divergence on 12 seeds here, nor on 1,026
     # simulated data sets at target_accept 0.95 (bench/reports/robustness.md); the p-values
     # below were 1e-9 or smaller on every seed
-    assert near_pooled.diagnostics["divergences"] == 0
+    assert near_pooled.diagnostics.divergences == 0
     s = pooled_checks.studies.set_index("study")
     assert s.loc["hogan2022", "p_replicate"] < PPC_FLAG_P
     assert s.loc["hogan2022", "p_loo"] < PPC_FLAG_P

@@ -4,7 +4,6 @@ procedure, in the slow tier: one more model to compile), and a deliberately miss
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 
@@ -15,7 +14,7 @@ import pytest
 import bayes_va
 from bayes_va.checking.compare import compare_models
 from bayes_va.checking.loo import LooReliabilityWarning, marginal_loo
-from bayes_va.cli.report import add_report_parsers
+from bayes_va.cli.main import main
 from bayes_va.workflows.report import write_comparison
 
 pytestmark = pytest.mark.sampling
@@ -138,10 +137,7 @@ def test_the_report_covers_the_beta_binomial_family(fits, tmp_path):
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bayes-va")
-    add_report_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return int(main(argv))  # the console script's own error handling (bad input: exit 2)
 
 
 def test_compare_command_writes_the_table_and_exits_1_when_unreliable(fits, two, tmp_path, capsys):

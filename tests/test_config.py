@@ -3,7 +3,6 @@ a config's ``[data]`` table selects."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import textwrap
@@ -76,7 +75,7 @@ def test_base_toml_spells_out_exactly_the_dataclass_defaults(base):
     assert base.model == ModelConfig()
     assert base.priors == PriorsConfig()
     default = SamplerConfig()
-    assert base.sampler == dataclasses.replace(default, seed=seed(default.seed))
+    assert base.sampler == default.model_copy(update={"seed": seed(default.seed)})
     assert base.diagnostics == DiagnosticsConfig()
 
 
@@ -140,7 +139,7 @@ def test_an_unknown_key_raises_a_config_error_naming_the_file_and_dotted_key(tmp
         ("[data]\nsplit_arms = 1\n", "data.split_arms", "must be true or false"),
         ('[data]\nvariants = "lin2016_low"\n', "data.variants", "must be a list of strings"),
         ("[data]\nexclude = [1]\n", "data.exclude", "must be a list of strings"),
-        ('[sampler]\nbackend = "stan"\n', "sampler.backend", "allowed: 'nutpie'"),
+        ('[sampler]\nbackend = "stan"\n', "sampler.backend", "allowed: nutpie, pymc"),
         ('[model]\nparametrisation = "centered"\n', "model.parametrisation", "allowed"),
         ("description = 3\n", "description", "must be a string"),
         ("sampler = 4\n", "sampler", "must be a table"),
@@ -162,7 +161,7 @@ def test_a_value_of_the_wrong_type_raises_a_config_error_naming_the_key(
         ('[priors.tau]\ndist = "Gamma"\n', "priors.tau.dist", "allowed: HalfNormal"),
         ('[priors.mu]\ndist = "HalfNormal"\nsigma = 1\n', "priors.mu.dist", "allowed: Normal"),
         ('[priors.tau]\ndist = "HalfCauchy"\n', "priors.tau", "(HalfCauchy) needs beta"),
-        ("[priors.tau]\nscale = 1.0\n", "priors.tau.scale", "its parameters are: sigma"),
+        ("[priors.tau]\nscale = 1.0\n", "priors.tau.scale", "HalfNormal takes exactly: sigma"),
         ("[priors.tau]\nsigma = 0\n", "priors.tau.sigma", "must be > 0"),
         ("[priors.tau]\nsigma = -1.0\n", "priors.tau.sigma", "must be > 0"),
         ("[priors.mu]\nsigma = 0.0\n", "priors.mu.sigma", "must be > 0"),
@@ -180,6 +179,36 @@ def test_a_bad_prior_raises_a_config_error_naming_the_key(tmp_path, body, key, f
     message = str(exc.value)
     assert re.search(rf"(?<![\w.]){re.escape(key)}(?![\w.])", message), message
     assert fragment in message
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
+    path = child_of_base(
+        tmp_path,
+        'chainz = 4\n[sampler]\nchains = 0\ntarget_accept = "high"\n'
+        '[priors.tau]\ndist = "Gamma"\n[data]\nexclude = ["a", 2]\n',
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    message = str(exc.value)
+    assert message.startswith(f"{path}: 5 problems:")
+    for fragment in (
+        "unknown key chainz; allowed here: name, description, data",
+        "'sampler.chains' must be >= 1, got 0",
+        "'sampler.target_accept' must be a number, got 'high'",
+        "'priors.tau.dist' is 'Gamma'; allowed: HalfNormal, HalfCauchy, Exponential, LogNormal",
+        "'data.exclude' must be a list of strings: item 1 is 2",
+    ):
+        assert fragment in message, message
+
+
+def test_the_cli_exits_2_with_every_problem_of_a_bad_config(tmp_path, capsys):
+    from bayes_va.cli.main import main
+
+    path = child_of_base(tmp_path, "[sampler]\nchains = 0\ndraws = 0\n")
+    assert main(["fit", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "'sampler.chains' must be >= 1" in err and "'sampler.draws' must be >= 1" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_prior_missing_a_parameter_raises_a_config_error_naming_the_key(tmp_path):

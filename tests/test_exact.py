@@ -1,4 +1,7 @@
-"""Tests of bayes_va.numerics.exact: the quadrature reference for the logit-normal random-effects model."""
+"""Tests of bayes_va.numerics.exact.
+
+The quadrature reference for the logit-normal random-effects model.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""bayes_va.numerics.exact.posterior_grid on extreme data, against an independent brute-force reference.
+"""bayes_va.numerics.exact.posterior_grid on extreme data, against a brute-force reference.
+
+The reference is independent of the module's code.
 
 The data: rare-event meta-analyses with few studies of 10 to 100,000 patients, where the
 conditional posterior of mu at small tau is a ridge ~0.005 wide (pinned by the big studies)

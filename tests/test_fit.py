@@ -1,8 +1,9 @@
 """The base revision fit: MCMC against the exact quadrature posterior, determinism, files, CLI.
 
-The reference is :func:`bayes_va.numerics.exact.posterior_grid` (deterministic quadrature, accurate to
-~1e-4 relative, see tests/test_exact.py), so the only error left is Monte-Carlo error: each
-MCMC quantile must lie within ``Z_TOL`` MCSEs (ArviZ's quantile MCSE) of the exact one.
+The reference is :func:`bayes_va.numerics.exact.posterior_grid` (deterministic quadrature,
+accurate to ~1e-4 relative, see tests/test_exact.py), so the only error left is Monte-Carlo
+error: each MCMC quantile must lie within ``Z_TOL`` MCSEs (ArviZ's quantile MCSE) of the exact
+one.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def test_base_fit_passes_its_diagnostics(base_result):
     # R-hat held to 1.02, not the config's 1.01, which a correct sampler misses in ~1 of 500
     # streams here; ESS, divergences and E-BFMI at the config's thresholds (tests/margins.py)
     assert_converged(base_result)
-    assert base_result.ok == (not base_result.diagnostics["failures"])
-    assert base_result.diagnostics["divergences"] == 0
+    assert base_result.ok == (not base_result.diagnostics.failures)
+    assert base_result.diagnostics.divergences == 0
 
 
 @pytest.mark.parametrize("name", ["pooled", "tau", "predictive"])
@@ -60,10 +61,10 @@ def test_mcmc_quantiles_agree_with_the_exact_posterior_within_monte_carlo_error(
 
 def test_the_classical_glmm_reproduces_metafor_beside_the_bayesian_fit(base_result):
     # metafor rma.glmm(measure="PLO", method="ML"), Lin = 140: 0.0392 [0.0242, 0.0628], tau^2 0.791
-    g = base_result.estimates["glmm"]
-    assert f"{g['pooled']:.3g}" == "0.0392"
-    assert [f"{v:.3g}" for v in g["pooled_ci"]] == ["0.0242", "0.0628"]
-    assert f"{g['tau2']:.3g}" == "0.791"
+    g = base_result.estimates.glmm
+    assert f"{g.pooled:.3g}" == "0.0392"
+    assert [f"{v:.3g}" for v in g.pooled_ci] == ["0.0242", "0.0628"]
+    assert f"{g.tau2:.3g}" == "0.791"
 
 
 def test_same_config_and_seed_give_identical_numbers(base_result):
@@ -98,7 +99,11 @@ def test_results_folder_holds_every_file_and_loads_back(base_result, tmp_path):
     ):
         assert (out / f).is_file(), f
     loaded = load_result(out)
-    assert loaded.estimates == json.loads(json.dumps(base_result.estimates))
+    assert loaded.estimates == base_result.estimates
+    assert loaded.diagnostics == base_result.diagnostics
+    saved = {f: json.loads((out / f).read_text()) for f in ("estimates.json", "diagnostics.json")}
+    assert saved["estimates.json"] == base_result.estimates.to_dict()
+    assert saved["diagnostics.json"] == base_result.diagnostics.to_dict()
     assert loaded.config == base_result.config
     assert set(loaded.tree.children) == {
         "posterior",
@@ -106,6 +111,8 @@ def test_results_folder_holds_every_file_and_loads_back(base_result, tmp_path):
         "log_likelihood",
         "observed_data",
         "sample_stats",
+        "prior",
+        "prior_predictive",
     }
     np.testing.assert_array_equal(
         loaded.tree["posterior"]["tau"].values, base_result.tree["posterior"]["tau"].values
@@ -185,9 +192,9 @@ def test_a_reused_compiled_model_gets_this_fits_coefficient_labels():
     short = {"sampler.draws": 100, "sampler.tune": 100, "sampler.chains": 2}
     first = bayes_va.fit("models/subgroups/database.toml", overrides=short)
     second = bayes_va.fit("models/subgroups/rob_reporting.toml", overrides=short)
-    assert second.diagnostics["timings"]["reused_compiled_model"]
+    assert second.diagnostics.timings.reused_compiled_model
     assert list(first.tree["posterior"]["coef"].values) == ["database[yes]"]
     assert list(second.tree["posterior"]["coef"].values) == ["rob_reporting[Low]"]
-    assert [c["coef"] for c in second.estimates["moderators"]["coefficients"]] == [
+    assert [c.coef for c in second.estimates.moderators.coefficients] == [
         "rob_reporting[Low]"
     ]

@@ -11,9 +11,11 @@ importance sampling, far smaller when k < 0.5) and is compared with the MCSE tha
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from seeds import seed
 
@@ -23,6 +25,7 @@ from bayes_va.checking.loo import (
     LooReliabilityWarning,
     marginal_loo,
     pareto_k_counts,
+    refit_loso,
     replace_bad_k,
 )
 
@@ -235,7 +238,17 @@ def test_unreliable_loo_of_a_near_pooled_model_is_fixed_by_exact_values(base, ba
         loo.studies.loc[loo.studies["k_ok"], "elpd_psis"].sum()
         + loo.studies.loc[~loo.studies["k_ok"], "elpd_exact"].sum()
     )
-    assert np.isnan(fixed.elpd_data.pareto_k.values[~loo.studies["k_ok"].to_numpy()]).all()
+    # arviz_stats.reloo: refitted k set to 0 (the table keeps the PSIS ones), SE with ddof 1,
+    # p updated with the replaced studies' lpd - elpd (the hand-made update left p stale)
+    bad = ~loo.studies["k_ok"].to_numpy()
+    assert (fixed.elpd_data.pareto_k.values[bad] == 0).all()
+    np.testing.assert_array_equal(fixed.studies["pareto_k"], loo.studies["pareto_k"])
+    elpd_i = fixed.studies["elpd_psis"].to_numpy()
+    assert fixed.se == pytest.approx(np.sqrt(elpd_i.size * np.var(elpd_i, ddof=1)), rel=1e-12)
+    p_i = fixed.elpd_data.p_loo_i.values
+    assert fixed.p == pytest.approx(p_i.sum(), rel=1e-12) and fixed.p != loo.p
+    np.testing.assert_allclose(p_i[~bad], loo.studies.loc[~bad, "p_loo"], rtol=1e-9)
+    np.testing.assert_allclose(fixed.studies.loc[bad, "p_loo"], p_i[bad])
     # and it predicts left-out studies worse than the random-effects model (by ~800; the
     # ranking and its uncertainty are tested in test_compare.py)
     assert fixed.elpd < base_loo.elpd
@@ -268,3 +281,43 @@ def test_psis_monte_carlo_se_is_calibrated_across_seeds():
         z.append((loo.elpd - loo.exact_elpd) / loo.mcse)
     total = float(np.sum(np.square(z)))
     assert stats.chi2.ppf(0.0005, 10) < total < stats.chi2.ppf(0.9995, 10), np.round(z, 2)
+
+
+def test_refits_of_the_flagged_studies_agree_with_the_exact_values(base, base_loo):
+    """The refit route of replace_bad_k (arviz_stats.reloo with a leave-one-study-out wrapper,
+    theta integrated out for the held-out study) against the quadrature's exact values.
+
+    Without exact values (``exact=False``) every flagged study is refitted on the other 13.
+    The base model's k are all good, so half the studies are flagged by lowering the threshold
+    to the median k: their refits are ordinary fits of the base model, whose held-out
+    predictions are accurate to their MCSE (plus the exact reference's error). (A refit's
+    value is a plain Monte-Carlo mean of the held-out likelihood; for a study far from all
+    the others' posterior, e.g. hogan2022 under tau ~ HalfNormal(0.001), 4,000 draws never
+    reach where its likelihood lives and the refit is far off with a small MCSE: the
+    quadrature route is the one to trust there.)"""
+    psis = marginal_loo(base, exact=False)
+    assert "elpd_exact" not in psis.studies
+    cut = float(np.median(psis.studies["pareto_k"]))
+    flagged = dataclasses.replace(
+        psis, good_k=cut, studies=psis.studies.assign(k_ok=psis.studies["pareto_k"] <= cut)
+    )
+    bad = list(flagged.bad_studies)
+    assert len(bad) == 7
+    with pytest.raises(ValueError, match="refits need the FitResult"):
+        replace_bad_k(flagged)
+    fixed = replace_bad_k(flagged, base)
+    assert fixed.reliable and set(fixed.replaced) == set(bad)
+    refitted = fixed.studies.set_index("study").loc[bad]
+    assert (refitted["method"] == "refit").all() and refitted["refit_ok"].notna().all()
+    exact = base_loo.studies.set_index("study").loc[bad, "elpd_exact"]
+    err = refitted["elpd_psis"] - exact
+    tol = Z_TOL * np.hypot(refitted["mcse_refit"], EXACT_ABS_ERR)
+    assert (err.abs() <= tol).all(), pd.DataFrame({"err": err, "tol": tol})
+    # studies that were not flagged keep their PSIS values exactly
+    keep = ~fixed.studies["study"].isin(bad)
+    np.testing.assert_array_equal(
+        fixed.studies.loc[keep, "elpd_psis"], psis.studies.loc[keep, "elpd_psis"]
+    )
+    # the refit route is the one refit_loso runs, study by study
+    one = refit_loso(base, bad[:1]).set_index("study")
+    assert one.loc[bad[0], "elpd_refit"] == refitted.loc[bad[0], "elpd_psis"]

@@ -223,4 +223,4 @@ def test_marginal_meta_regression_runs_with_a_vector_linear_predictor():
         overrides={"model.parametrisation": "marginal", "sampler.draws": 300, "sampler.tune": 300},
     )
     assert "beta" in res.tree["posterior"] and "theta" in res.tree["posterior"]
-    assert res.diagnostics["divergences"] == 0
+    assert res.diagnostics.divergences == 0

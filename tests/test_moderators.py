@@ -243,17 +243,17 @@ def test_a_subgroup_model_recovers_a_known_vp_kp_contrast() -> None:
     # mu is the VP (reference) logit; the reported subgroup proportions are VP first, then KP
     mu = post["mu"].values.ravel()
     assert abs(np.median(mu) - TRUE_MU) < Z_RECOVERY * mu.std()
-    effects = result.estimates["moderators"]
-    (coef,) = effects["coefficients"]
-    assert coef["coef"] == "procedure[KP]"
-    assert coef["or_median"] == pytest.approx(np.exp(med), rel=1e-12)
+    effects = result.estimates.moderators
+    (coef,) = effects.coefficients
+    assert coef.coef == "procedure[KP]"
+    assert coef.or_median == pytest.approx(np.exp(med), rel=1e-12)
     # the reported 95 % interval is the draws' (whether it covers the truth is a 95 % event)
-    assert coef["or_lower"] == pytest.approx(np.exp(lo), rel=1e-12)
-    assert coef["or_upper"] == pytest.approx(np.exp(hi), rel=1e-12)
-    levels = [(s["moderator"], s["level"]) for s in effects["subgroups"]]
+    assert coef.or_lower == pytest.approx(np.exp(lo), rel=1e-12)
+    assert coef.or_upper == pytest.approx(np.exp(hi), rel=1e-12)
+    levels = [(s.moderator, s.level) for s in effects.subgroups]
     assert levels == [("procedure", "VP"), ("procedure", "KP")]
-    vp, kp = effects["subgroups"]
-    assert vp["median"] == pytest.approx(float(np.median(special.expit(mu))), rel=1e-12)
-    assert kp["median"] > vp["median"]  # log OR 0.6 with posterior SD ~0.1: 6 SDs
+    vp, kp = effects.subgroups
+    assert vp.median == pytest.approx(float(np.median(special.expit(mu))), rel=1e-12)
+    assert kp.median > vp.median  # log OR 0.6 with posterior SD ~0.1: 6 SDs
     # the references apply to intercept-only models only
-    assert result.estimates["exact"] is None and result.estimates["glmm"] is None
+    assert result.estimates.exact is None and result.estimates.glmm is None

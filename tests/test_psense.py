@@ -14,19 +14,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from scipy import stats
+from scipy.special import expit
 
 import bayes_va
 from bayes_va.checking.psense import (
     SENSITIVITY_THRESHOLD,
     log_prior,
     power_scaling_sensitivity,
-    prior_distribution,
     prior_predictive_check,
     prior_predictive_of,
     with_log_prior,
 )
 from bayes_va.config.model import Prior
+from bayes_va.config.priors import frozen
+from bayes_va.data.moderators import build_design
+from bayes_va.engine.prior import add_prior, prior_draws
+from bayes_va.fitting.results import load_result
 from bayes_va.viz.checks import plot_prior_predictive
+from bayes_va.viz.psense import plot_power_scaling, plot_prior_vs_posterior
 
 pytestmark = pytest.mark.sampling
 
@@ -64,7 +70,7 @@ def test_prior_log_densities_match_pymc(prior):
     expected = pytensor.function([], pm.logp(dist, x), mode="FAST_COMPILE")()
     # PyMC writes some normalising constants (log sqrt(2 pi), log pi) as float32 literals:
     # constant offsets of ~4e-9, hence the absolute tolerance
-    np.testing.assert_allclose(prior_distribution(prior).logpdf(x), expected, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(frozen(prior).logpdf(x), expected, rtol=0, atol=1e-8)
 
 
 def test_log_prior_group_holds_the_top_level_priors_per_draw(base):
@@ -171,3 +177,80 @@ def test_a_stuck_chain_leaves_its_mcse_unknown_instead_of_losing_the_table(base)
     assert len(table) > 0
     assert table["prior_mcse"].isna().all()
     assert np.isfinite(table["prior"]).all()
+
+
+# --------------------------------------------------------------------------- the prior group
+
+#: Kolmogorov-Smirnov p-value below which a prior's draws are said not to follow it: a correct
+#: draw fails with probability 1e-3 per test, whatever the stream.
+KS_ALPHA = 1e-3
+
+
+def test_a_fit_stores_prior_draws_of_the_used_priors_and_a_prior_predictive(base):
+    prior, post = base.tree["prior"], base.tree["posterior"]
+    assert set(prior.data_vars) == {"mu", "tau", "pooled", "predictive"}
+    assert dict(prior.sizes) == {"chain": post.sizes["chain"], "draw": post.sizes["draw"]}
+    for name, dist in (("mu", base.config.priors.mu), ("tau", base.config.priors.tau)):
+        assert stats.kstest(prior[name].values.ravel(), frozen(dist).cdf).pvalue > KS_ALPHA
+    np.testing.assert_array_equal(prior["pooled"].values, expit(prior["mu"].values))
+    y = base.tree["prior_predictive"]["y"]
+    assert y.dims == ("chain", "draw", "study")
+    assert list(y["study"].values) == list(base.data.study)
+    assert ((y >= 0) & (y <= base.tree["observed_data"]["n"])).all()
+
+
+def test_the_prior_group_is_the_prior_predictive_checks_draws(base):
+    """One definition of the prior draws: with as many draws as the fit, the check's
+    replicated statistics are those of the stored prior predictive group."""
+    n_draws = base.tree["prior"]["mu"].size
+    pp = prior_predictive_check(base.config, base.data.y, base.data.n, draws=n_draws)
+    y = base.tree["prior_predictive"]["y"].values.reshape(n_draws, -1)
+    np.testing.assert_array_equal(
+        pp.draws["pooled proportion (sum y / sum n)"], y.sum(axis=1) / base.data.n.sum()
+    )
+    quantiles = pp.quantities.set_index("quantity")
+    np.testing.assert_allclose(
+        quantiles.loc["tau", ["q2.5", "q50", "q97.5"]].to_numpy(dtype=float),
+        np.quantile(base.tree["prior"]["tau"].values, [0.025, 0.5, 0.975]),
+    )
+
+
+def test_adding_the_prior_leaves_every_other_group_as_it_was(base):
+    bare = xr.DataTree.from_dict(
+        {k: v.to_dataset() for k, v in base.tree.children.items() if not k.startswith("prior")}
+    )
+    design = build_design(
+        base.data.table, base.config.model.moderators, base.config.model.reference
+    )
+    again = add_prior(bare, base.config, base.data, design)
+    for name in bare.children:
+        xr.testing.assert_identical(again[name].to_dataset(), base.tree[name].to_dataset())
+    xr.testing.assert_identical(again["prior"].to_dataset(), base.tree["prior"].to_dataset())
+    # its own seed stream: another sampler seed gives other prior draws, the same seed the same
+    other = prior_draws(base.config, base.data.n, draws=10, seed=base.config.sampler.seed + 1)
+    same = prior_draws(base.config, base.data.n, draws=10)
+    assert not np.array_equal(other.quantities["mu"], same.quantities["mu"])
+    np.testing.assert_array_equal(same.quantities["mu"], base.tree["prior"]["mu"].values[0, :10])
+
+
+def test_the_prior_group_round_trips_through_the_results_folder(base, tmp_path):
+    base.save(tmp_path / "r")
+    loaded = load_result(tmp_path / "r")
+    for group in ("prior", "prior_predictive"):
+        xr.testing.assert_equal(loaded.tree[group].to_dataset(), base.tree[group].to_dataset())
+    np.testing.assert_array_equal(
+        loaded.tree["posterior"]["mu"].values, base.tree["posterior"]["mu"].values
+    )
+
+
+def test_a_moderator_fit_draws_beta_from_its_prior(tmp_path):
+    fit = bayes_va.fit("models/subgroups/procedure.toml", overrides=SMALL)
+    beta = fit.tree["prior"]["beta"]
+    assert beta.dims == ("chain", "draw", "coef")
+    assert list(beta["coef"].values) == list(fit.tree["posterior"]["coef"].values)
+    for j in range(beta.sizes["coef"]):
+        draws = beta.isel(coef=j).values.ravel()
+        assert stats.kstest(draws, frozen(fit.config.priors.beta).cdf).pvalue > KS_ALPHA / 2
+    files = plot_prior_vs_posterior(fit, tmp_path / "pp") + plot_power_scaling(fit, tmp_path / "ps")
+    assert sorted(f.suffix for f in files) == [".png", ".png", ".svg", ".svg"]
+    assert all(f.stat().st_size > 1000 for f in files)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
@@ -12,7 +11,7 @@ from margins import TEST_MAX_RHAT
 
 import bayes_va
 from bayes_va.checking.loo import marginal_loo
-from bayes_va.cli.report import add_report_parsers
+from bayes_va.cli.main import main
 from bayes_va.core.serialize import markdown_table
 from bayes_va.fitting.diagnostics import compute_diagnostics
 from bayes_va.workflows.report import trust_verdict
@@ -20,14 +19,21 @@ from bayes_va.workflows.report import trust_verdict
 pytestmark = pytest.mark.sampling
 
 SMALL = {"sampler.draws": 500, "sampler.tune": 500}
-FIGURES = ("trace", "rank", "energy", "pareto_k", "ppc", "prior_predictive")
+FIGURES = (
+    "trace",
+    "rank",
+    "energy",
+    "pareto_k",
+    "ppc",
+    "prior_predictive",
+    "psense",
+    "prior_posterior",
+)
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bayes-va")
-    add_report_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    # the console script's entry: it turns bad input (a BayesVAError) into exit code 2
+    return int(main(argv))
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +80,7 @@ def test_report_writes_markdown_json_and_every_figure_in_png_and_svg(base_dir):
         "## Posterior predictive checks",
         "## Leave-one-study-out cross-validation",
         "## Prior sensitivity",
+        "### Prior and posterior",
         "### Prior predictive check",
     ):
         assert heading in md
@@ -106,7 +113,7 @@ def test_report_json_keeps_unrounded_numbers(base_dir):
 
 def test_a_run_with_divergences_is_reported_as_not_trustworthy(divergent_run):
     divergent, out, exit_code = divergent_run
-    assert divergent.diagnostics["divergences"] > 0
+    assert divergent.diagnostics.divergences > 0
     trusted, reasons = trust_verdict(divergent)
     assert not trusted
     assert any("divergent transitions" in r for r in reasons)
@@ -131,8 +138,8 @@ def test_divergences_alone_make_a_run_untrustworthy(base_dir):
     # as the fit checks them: the marginal default draws theta exactly, so only mu and tau
     sampled_theta = result.config.model.parametrisation != "marginal"
     diag = compute_diagnostics(tree, result.config.diagnostics, sampled_theta=sampled_theta)
-    assert diag["divergences"] == 3
-    assert diag["max_rhat"] == result.diagnostics["max_rhat"]
+    assert diag.divergences == 3
+    assert diag.max_rhat == result.diagnostics.max_rhat
     trusted, reasons = trust_verdict(dataclasses.replace(result, tree=tree, diagnostics=diag))
     assert not trusted and "3 divergent transitions" in reasons[0]
 
@@ -142,7 +149,8 @@ def test_report_command_exits_0_for_a_good_run_and_2_without_a_results_folder(
 ):
     assert base_run[1] == 0
     assert _cli(["report", str(tmp_path / "nothing")]) == 2
-    assert "not a results folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a results folder" in err and "Traceback" not in err
 
 
 def test_figures_use_the_agg_backend(base_dir):

@@ -1,14 +1,15 @@
 """Model comparison by marginal PSIS-LOO (``az.compare``), with its reliability stated.
 
-:func:`compare_models` runs :func:`bayes_va.checking.loo.marginal_loo` on each fit (leave-one-*study*-out
-on the marginal log-likelihood, see :mod:`bayes_va.checking.loo`) and passes the pointwise results to
-:func:`arviz.compare` with rounding turned off, so the stored numbers keep every digit. The
-table gains, per model, the largest Pareto k, the number of studies above the threshold and the
-exact leave-one-study-out elpd where the quadrature engine gives one.
+:func:`compare_models` runs :func:`bayes_va.checking.loo.marginal_loo` on each fit
+(leave-one-*study*-out on the marginal log-likelihood, see :mod:`bayes_va.checking.loo`) and
+passes the pointwise results to :func:`arviz.compare` with rounding turned off, so the stored
+numbers keep every digit. The table gains, per model, the largest Pareto k, the number of
+studies above the threshold and the exact leave-one-study-out elpd where the quadrature engine
+gives one.
 
 A comparison in which any model has a bad Pareto k is never presented silently:
-:class:`~bayes_va.checking.loo.LooReliabilityWarning` is emitted, ``Comparison.reliable`` is False, and
-the Markdown, the JSON and the CLI output open with the caveat.
+:class:`~bayes_va.checking.loo.LooReliabilityWarning` is emitted, ``Comparison.reliable`` is
+False, and the Markdown, the JSON and the CLI output open with the caveat.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class Comparison:
         }
 
     def markdown(self) -> str:
-        """The comparison as Markdown, caveats first."""
+        """Render the comparison as Markdown, caveats first."""
         lines = ["# Model comparison (marginal PSIS-LOO, leave one study out)", ""]
         if not self.reliable:
             lines += [
@@ -184,8 +185,13 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _fit_or_none(model: FitResult | xr.DataTree) -> FitResult | None:
+    """Return the FitResult, or None for a bare DataTree (it cannot be refitted)."""
+    return None if isinstance(model, xr.DataTree) else model
+
+
 def _observed(tree: xr.DataTree) -> tuple[list[str], np.ndarray, np.ndarray]:
-    obs = tree["observed_data"]
+    obs = tree["observed_data"].dataset
     return (
         [str(s) for s in obs["study"].values],
         np.asarray(obs["y"].values),
@@ -209,8 +215,8 @@ def compare_models(
         Weights, as in :func:`arviz.compare`.
     replace_bad : bool
         Replace the PSIS values of studies with bad Pareto k by exact leave-one-study-out
-        values (:func:`bayes_va.checking.loo.replace_bad_k`: quadrature where it applies, else one refit
-        per such study, which needs FitResults). Off by default: the table then shows PSIS
+        values (:func:`bayes_va.checking.loo.replace_bad_k`: quadrature where it applies, else
+        one refit per such study, which needs FitResults). Off by default: the table then shows PSIS
         values and says which are unreliable.
 
     Returns
@@ -250,12 +256,7 @@ def compare_models(
         warnings.simplefilter("ignore", LooReliabilityWarning)  # one warning below, for all
         loos = {name: marginal_loo(models[name], name=name) for name in names}
     if replace_bad:
-        loos = {
-            name: replace_bad_k(
-                loo, None if isinstance(models[name], xr.DataTree) else models[name]
-            )
-            for name, loo in loos.items()
-        }
+        loos = {name: replace_bad_k(loo, _fit_or_none(models[name])) for name, loo in loos.items()}
     table = az.compare(
         {name: loo.elpd_data for name, loo in loos.items()}, method=method, round_to="none"
     )

@@ -17,6 +17,9 @@ leave-one-study-out value is available from the quadrature engine
 :func:`marginal_loo` returns a :class:`LooResult` whose ``reliable`` says whether every Pareto k
 is below ArviZ's threshold; an unreliable result emits :class:`LooReliabilityWarning` naming the
 studies and what to do, and every table built from it says so in words.
+:func:`replace_bad_k` replaces the bad-k values by exact ones with :func:`arviz_stats.reloo`
+(a :class:`~arviz_stats.SamplingWrapper` whose held-out log-likelihood is the marginal one):
+the quadrature's value where it applies, else a refit on the other studies.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from arviz_stats import SamplingWrapper, reloo
 from scipy.special import expit
 from scipy.stats import betabinom
 
@@ -97,6 +101,8 @@ class LooResult:
         Exact leave-one-study-out elpd (intercept-only logit-normal models only).
     replaced : tuple of str
         Studies whose bad-k PSIS value was replaced by an exact one (:func:`replace_bad_k`).
+    tree : xarray.DataTree or None
+        The fit's tree (its ``log_likelihood``), for :func:`arviz_stats.reloo`.
     """
 
     name: str
@@ -110,6 +116,7 @@ class LooResult:
     elpd_data: Any = field(repr=False)
     exact_elpd: float | None = None
     replaced: tuple[str, ...] = ()
+    tree: xr.DataTree | None = field(default=None, repr=False)
 
     @property
     def reliable(self) -> bool:
@@ -128,7 +135,7 @@ class LooResult:
         return float(self.studies["pareto_k"].max())
 
     def caveat(self) -> str | None:
-        """A plain-language warning when the estimate is unreliable (None when it is fine)."""
+        """Return a plain-language warning when the estimate is unreliable (None when fine)."""
         if self.reliable:
             return None
         bad = self.bad_studies
@@ -231,8 +238,7 @@ def _exact_loso_cached(
     tau_dist: str,
     tau_params: tuple[tuple[str, float], ...],
 ) -> np.ndarray:
-    """Exact LOSO is deterministic (0.5-2 s): computed once per data and priors."""
-
+    """Compute exact LOSO once per data and priors (deterministic, 0.5-2 s)."""
     return leave_one_out_elpd(
         np.array(y),
         np.array(n),
@@ -244,7 +250,9 @@ def _exact_loso_cached(
 def _psis_mcse(
     log_lik: xr.DataArray, log_weights: xr.DataArray, elpd_i: np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """Monte-Carlo SEs of the PSIS elpd_i and of their sum (delta method).
+    """Compute the Monte-Carlo SEs of the PSIS elpd_i and of their sum (delta method).
+
+    ArviZ 1.x reports no Monte-Carlo error of a LOO elpd, hence this.
 
     With smoothed weights normalised to mean 1, w_s, and likelihood ratios
     r_s = p(y_i | draw s) / p(y_i | y_-i), the relative error of the self-normalised estimate is
@@ -314,7 +322,7 @@ def marginal_loo(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_ARVIZ_K_WARNING, category=UserWarning)
         loo_data: ELPDDataLOO = az.loo(tree, var_name=var_name, pointwise=True)
-    study = [str(s) for s in tree["log_likelihood"]["study"].values]
+    study = [str(s) for s in tree["log_likelihood"].coords["study"].values]
     elpd_i = loo_data.elpd_i.transpose("study").values
     k = loo_data.pareto_k.transpose("study").values
     log_lik = tree["log_likelihood"][var_name].transpose("study", "chain", "draw")
@@ -357,9 +365,10 @@ def marginal_loo(
         studies=table,
         elpd_data=loo_data,
         exact_elpd=None if exact_values is None else float(np.sum(exact_values)),
+        tree=tree,
     )
     if warn and not out.reliable:
-        warnings.warn(out.caveat(), LooReliabilityWarning, stacklevel=2)
+        warnings.warn(str(out.caveat()), LooReliabilityWarning, stacklevel=2)
     return out
 
 
@@ -367,8 +376,7 @@ def marginal_loo(
 
 
 def _full_data(result: FitResult) -> StudyData:
-    """The fit's studies with their moderator columns (rebuilt from the config if needed)."""
-
+    """Return the fit's studies with their moderator columns (rebuilt from the config if needed)."""
     data = result.data
     columns = [m[4:] if m.startswith("log_") else m for m in result.config.model.moderators]
     if all(c in data.table.columns for c in columns):
@@ -384,10 +392,79 @@ def _full_data(result: FitResult) -> StudyData:
     return rebuilt
 
 
+class _LosoWrapper(SamplingWrapper):
+    """Leave-one-*study*-out for :func:`arviz_stats.reloo`: refit on k - 1 studies, predict one.
+
+    The held-out study's log-likelihood is the marginal one, ``log p(y_i | mu, tau, x_i)`` with
+    θ_i integrated out (like the ``y`` the PSIS values use), over the draws of
+    :func:`bayes_va.fitting.run.fit` on the other studies (same config and seed). With ``exact``
+    values (the quadrature engine's exact leave-one-study-out elpd) no refit is run: the value
+    is returned as a single draw, which ``reloo`` averages to itself. Per study it records the
+    refit's Monte-Carlo error and diagnostics (``refits``), which ArviZ does not keep.
+    """
+
+    def __init__(
+        self,
+        tree: xr.DataTree,
+        result: FitResult | None = None,
+        exact: pd.Series | None = None,
+    ) -> None:
+        if exact is None and result is None:
+            raise ValueError("refits need the FitResult")
+        super().__init__(model=None if result is None else result.config, idata_orig=tree)
+        self.result = result
+        self.exact = exact
+        self.study = [str(s) for s in tree["log_likelihood"].coords["study"].values]
+        # refits need every study's row (moderators); the exact route only the ids
+        self.data = _full_data(result) if result is not None and exact is None else None
+        self.refits: dict[str, dict[str, Any]] = {}
+
+    def sel_observations(self, idx: int) -> tuple[StudyData | None, tuple[int, str]]:
+        """Return the other studies (None on the exact route) and ``(index, study id)``."""
+        i = int(idx)
+        sid = self.study[i]
+        if self.data is None:
+            return None, (i, sid)
+        keep = np.arange(self.data.k) != i
+        table = self.data.table.reset_index(drop=True)
+        subset = StudyData(
+            tuple(s for s, k in zip(self.data.study, keep, strict=True) if k),
+            self.data.y[keep],
+            self.data.n[keep],
+            table[keep].reset_index(drop=True),
+            (*self.data.steps, f"left out {sid}"),
+        )
+        return subset, (i, sid)
+
+    def sample(self, modified_observed_data: StudyData | None) -> FitResult | None:
+        """Fit the config to the other studies (nothing on the exact route)."""
+        if modified_observed_data is None:
+            return None
+        if self.result is None:  # pragma: no cover - __init__ requires it for refits
+            raise ValueError("refits need the FitResult")
+        return fit(self.result.config, data=modified_observed_data)
+
+    def get_inference_data(self, fitted_model: FitResult | None) -> FitResult | None:
+        """Return the refit itself: its config is needed besides its draws."""
+        return fitted_model
+
+    def log_likelihood__i(
+        self, excluded_obs: tuple[int, str], idata__i: FitResult | None
+    ) -> xr.DataArray:
+        """Return ``log p(y_i | draw)`` over the refit's draws (dims ``chain``, ``draw``)."""
+        i, sid = excluded_obs
+        if idata__i is None or self.data is None:  # the exact route: no refit
+            exact = self.exact if self.exact is not None else pd.Series(dtype=float)
+            return xr.DataArray([[float(exact.loc[sid])]], dims=("chain", "draw"))
+        row = self.data.table.reset_index(drop=True).iloc[i]
+        ll = _held_out_loglik(idata__i, row, int(self.data.y[i]), int(self.data.n[i]))
+        ll = ll.reshape(idata__i.config.sampler.chains, -1)
+        self.refits[sid] = {"mcse_refit": _refit_mcse(ll), "refit_ok": idata__i.ok}
+        return xr.DataArray(ll, dims=("chain", "draw"))
+
+
 def _held_out_loglik(refit: FitResult, row: pd.Series, y: int, n: int) -> np.ndarray:
-    """log p(y_i | draw) under a refit without study i (θ_i integrated out), flat over draws."""
-
-
+    """Compute log p(y_i | draw) under a refit without study i (θ_i integrated out), flat."""
     values = {}
     for m in refit.config.model.moderators:
         values[m] = row[m[4:] if m.startswith("log_") else m]
@@ -400,12 +477,27 @@ def _held_out_loglik(refit: FitResult, row: pd.Series, y: int, n: int) -> np.nda
     return betabinom.logpmf(y, n, expit(eta) * phi, (1.0 - expit(eta)) * phi)
 
 
+def _refit_mcse(ll: np.ndarray) -> float:
+    """Monte-Carlo SE of ``log mean exp(ll)`` over (chain, draw) draws (delta method, ESS).
+
+    Not in ArviZ (``reloo`` keeps no error for the values it refits).
+    """
+    rel = np.exp(ll - ll.max())
+    ess = float(
+        xr.DataArray(rel, dims=("chain", "draw"))
+        .azstats.ess(sample_dims=("chain", "draw"), method="mean")
+        .values
+    )
+    return float(rel.std(ddof=1) / rel.mean() / np.sqrt(max(ess, 1.0)))
+
+
 def refit_loso(result: FitResult, studies: Sequence[str]) -> pd.DataFrame:
     """Exact leave-one-study-out by MCMC: refit without each study and predict it.
 
     ``log p(y_i | y_-i) = log mean_s p(y_i | μ_s, τ_s, x_i)`` over the draws of a fit to the
     other studies (θ_i integrated out as in ``y``), same config and seed. Each refit costs a
-    fit (the compiled model for k - 1 studies is reused after the first).
+    fit (the compiled model for k - 1 studies is reused after the first). The same refits as
+    :func:`replace_bad_k` (one :class:`arviz_stats.SamplingWrapper`), for chosen studies.
 
     Parameters
     ----------
@@ -419,50 +511,35 @@ def refit_loso(result: FitResult, studies: Sequence[str]) -> pd.DataFrame:
     pandas.DataFrame
         ``study``, ``elpd_refit``, ``mcse_refit`` and ``refit_ok`` (the refit's diagnostics).
     """
-
-    data = _full_data(result)
+    wrapper = _LosoWrapper(result.tree, result)
     rows = []
     for sid in studies:
-        if sid not in data.study:
+        if sid not in wrapper.study:
             raise ValueError(f"{result.config.name}: no study {sid!r}")
-        keep = np.array([s != sid for s in data.study])
-        i = int(np.flatnonzero(~keep)[0])
-        table = data.table.reset_index(drop=True)
-        subset = StudyData(
-            tuple(s for s, k in zip(data.study, keep, strict=True) if k),
-            data.y[keep],
-            data.n[keep],
-            table[keep].reset_index(drop=True),
-            (*data.steps, f"left out {sid}"),
-        )
-        refit = fit(result.config, data=subset)
-        ll = _held_out_loglik(refit, table.iloc[i], int(data.y[i]), int(data.n[i]))
+        subset, excluded = wrapper.sel_observations(wrapper.study.index(sid))
+        refit = wrapper.get_inference_data(wrapper.sample(subset))
+        ll = wrapper.log_likelihood__i(excluded, refit).values.ravel()
         top = ll.max()
-        rel = np.exp(ll - top)
-        elpd = float(top + np.log(rel.mean()))
-        ess = float(
-            xr.DataArray(rel.reshape(refit.config.sampler.chains, -1), dims=("chain", "draw"))
-            .azstats.ess(sample_dims=("chain", "draw"), method="mean")
-            .values
-        )
         rows.append(
-            {
-                "study": sid,
-                "elpd_refit": elpd,
-                "mcse_refit": float(rel.std(ddof=1) / rel.mean() / np.sqrt(max(ess, 1.0))),
-                "refit_ok": refit.ok,
-            }
+            {"study": sid, "elpd_refit": float(top + np.log(np.exp(ll - top).mean()))}
+            | wrapper.refits[sid]
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["study", "elpd_refit", "mcse_refit", "refit_ok"])
 
 
 def replace_bad_k(loo: LooResult, result: FitResult | None = None) -> LooResult:
     """Replace the PSIS values of studies with bad Pareto k by exact leave-one-study-out ones.
 
-    Exact values come from the quadrature engine where it applies (``loo.studies`` has
-    ``elpd_exact``), otherwise from :func:`refit_loso` (needs ``result``). The returned result
-    has ``replaced`` set; its ``elpd_data`` (for ``az.compare``) carries the new pointwise
-    values, with the replaced studies' Pareto k set to NaN so they no longer count as bad.
+    :func:`arviz_stats.reloo` with a leave-one-study-out :class:`~arviz_stats.SamplingWrapper`:
+    exact values come from the quadrature engine where it applies (``loo.studies`` has
+    ``elpd_exact``; no refit), otherwise from a refit without the study (needs ``result``).
+    ArviZ then updates ``elpd``, ``se`` (``ddof = 1``), ``p`` and the pointwise values, and
+    sets the replaced studies' Pareto k to 0 (their log weights to NaN) in ``elpd_data`` (for
+    ``az.compare``); ``studies`` keeps the PSIS Pareto k, gets the new ``elpd_psis`` and
+    ``p_loo`` of the replaced studies, ``method`` and ``elpd_psis_original``, and for refits
+    ``mcse_refit`` and ``refit_ok`` (see :func:`refit_loso`). The returned result has
+    ``replaced`` set. Its ``mcse`` stays that of the PSIS estimate (ArviZ has no elpd MCSE): it
+    counts the replaced studies' PSIS error, which the exact values no longer carry.
 
     Parameters
     ----------
@@ -483,34 +560,30 @@ def replace_bad_k(loo: LooResult, result: FitResult | None = None) -> LooResult:
     bad = list(loo.bad_studies)
     table = loo.studies.copy()
     table["method"] = np.where(table["k_ok"], "psis", "")
-    if "elpd_exact" in table:
-        values = table.set_index("study").loc[bad, "elpd_exact"]
-        how = "quadrature"
-    else:
-        if result is None:
-            raise ValueError(f"{loo.name}: refits need the FitResult")
-        values = refit_loso(result, bad).set_index("study")["elpd_refit"]
-        how = "refit"
+    exact = table.set_index("study")["elpd_exact"] if "elpd_exact" in table else None
+    if exact is None and result is None:
+        raise ValueError(f"{loo.name}: refits need the FitResult")
+    tree = loo.tree if loo.tree is not None else None if result is None else result.tree
+    if tree is None:
+        raise ValueError(f"{loo.name}: no log-likelihood to refit against (pass the FitResult)")
+    how = "refit" if exact is None else "quadrature"
+    wrapper = _LosoWrapper(tree, result, exact)
+    new_data = reloo(
+        wrapper, loo_orig=loo.elpd_data, var_name=MARGINAL, k_threshold=loo.good_k, pointwise=True
+    )
     mask = ~table["k_ok"].to_numpy()
     table.loc[mask, "elpd_psis_original"] = table.loc[mask, "elpd_psis"]
-    table.loc[mask, "elpd_psis"] = values.loc[table.loc[mask, "study"]].to_numpy()
+    table["elpd_psis"] = new_data.elpd_i.transpose("study").values
+    table.loc[mask, "p_loo"] = new_data.p_loo_i.transpose("study").values[mask]
     table.loc[mask, "method"] = how
-    elpd_i = table["elpd_psis"].to_numpy()
-    old = loo.elpd_data
-    k = old.pareto_k.copy()
-    k.values[mask] = np.nan
-    new_data = dataclasses.replace(
-        old,
-        elpd=float(elpd_i.sum()),
-        se=float(np.sqrt(elpd_i.size * np.var(elpd_i))),
-        elpd_i=old.elpd_i.copy(data=elpd_i),
-        pareto_k=k,
-        warning=False,
-    )
+    if wrapper.refits:
+        extra = pd.DataFrame.from_dict(wrapper.refits, orient="index")
+        table = table.join(extra, on="study")
     return dataclasses.replace(
         loo,
-        elpd=new_data.elpd,
-        se=new_data.se,
+        elpd=float(new_data.elpd),
+        se=float(new_data.se),
+        p=float(new_data.p),
         studies=table,
         elpd_data=new_data,
         replaced=tuple(bad),

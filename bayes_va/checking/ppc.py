@@ -177,8 +177,11 @@ def _quantiles(draws: np.ndarray, ci_prob: float) -> np.ndarray:
 
 
 def _statistics(n: np.ndarray, study: list[str]) -> dict[str, Any]:
-    """Test statistics on counts (..., k): spread, mean proportion and the contrast between the
-    two largest studies (which dominate the pooled estimate)."""
+    """Compute the test statistics of counts (..., k).
+
+    Spread, mean proportion and the contrast between the two largest studies (which dominate
+    the pooled estimate).
+    """
     a, b = (int(i) for i in np.argsort(-n, kind="stable")[:2])
     return {
         "sd of study logits": lambda c: spread(c, n),
@@ -215,7 +218,7 @@ def posterior_predictive_checks(
             raise ValueError("pass seed= with a DataTree (a FitResult uses its config's seed)")
         seed = result.config.sampler.seed
     rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_NEW_STUDY]))
-    obs = tree["observed_data"]
+    obs = tree["observed_data"].dataset
     study = [str(s) for s in obs["study"].values]
     y = obs["y"].values.astype(np.int64)
     n = obs["n"].values.astype(np.int64)

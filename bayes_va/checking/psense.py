@@ -3,8 +3,9 @@
 Power-scaling (Kallioinen et al., *Stat Comput* 34, 57, 2024) perturbs the prior to p(θ)^α or
 the likelihood to p(y | θ)^α for α near 1, reweights the posterior draws by Pareto-smoothed
 importance sampling, and measures how far each quantity's distribution moves (cumulative
-Jensen–Shannon distance per unit log₂ α). ArviZ 1.x implements it (:func:`arviz.psense`); it
-needs ``log_prior`` and ``log_likelihood`` groups.
+Jensen–Shannon distance per unit log₂ α). ArviZ 1.x implements it
+(:func:`arviz_stats.psense_summary`: the values and the diagnosis); it needs ``log_prior`` and
+``log_likelihood`` groups.
 
 * The ``log_prior`` group holds the log density of the top-level priors only, μ, τ or φ and β,
   computed here in numpy from the config (the population distribution of θ_i is part of the
@@ -18,29 +19,33 @@ needs ``log_prior`` and ``log_likelihood`` groups.
 A quantity is flagged prior-sensitive when its prior sensitivity is >= 0.05 (the published
 threshold). The sensitivity is itself a Monte-Carlo estimate: the table carries a between-chain
 standard error and calls a flag *borderline* when the value is within 2 such SEs of the
-threshold.
+threshold. ArviZ has no such error, so it is computed here from ArviZ's per-chain values.
 
-:func:`prior_predictive_check` draws parameters and data sets from the prior (numpy, no PyMC)
-and reports where the observed data fall in it: a statistic in the outer 1 % of its prior
-predictive distribution is a prior-data conflict.
+:func:`prior_predictive_check` draws parameters and data sets from the prior
+(:func:`bayes_va.engine.prior.prior_draws`, the draws a fit stores as its ``prior`` and
+``prior_predictive`` groups) and reports where the observed data fall in it: a statistic in the
+outer 1 % of its prior predictive distribution is a prior-data conflict.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
-from scipy.special import expit
+from arviz_base import dataset_to_dataframe
+from arviz_stats import psense, psense_summary
 
 from bayes_va.checking.ppc import spread
-from bayes_va.config.model import Config, Prior
-from bayes_va.config.priors import frozen
+from bayes_va.config.model import Config
+from bayes_va.config.priors import frozen, used_priors
+from bayes_va.engine.prior import prior_draws
 
 if TYPE_CHECKING:
     from bayes_va.fitting.results import FitResult
@@ -63,27 +68,9 @@ ALPHAS = (0.99, 1.01)
 PRIOR_CONFLICT_P = 0.01
 #: Headline quantities examined, in report order (those present in the posterior).
 QUANTITIES = ("pooled", "predictive", "tau", "phi", "mu", "beta")
-#: Stream of the config seed for prior predictive draws.
-_STREAM_PRIOR = 12
+#: ArviZ's word for "no issue", and ours (kept: it is what report.json has always said).
+_ARVIZ_OK, _OK = "✓", "ok"
 _SAMPLE = ("chain", "draw")
-
-
-def prior_distribution(prior: Prior) -> Any:
-    """The frozen scipy distribution of a config prior (adds Gamma to :func:`priors.frozen`)."""
-    if prior.dist == "Gamma":
-        return stats.gamma(a=prior.params["alpha"], scale=1.0 / prior.params["beta"])
-    return frozen(prior)
-
-
-def _used_priors(config: Config, posterior: xr.Dataset) -> dict[str, Prior]:
-    out = {"mu": config.priors.mu}
-    if "tau" in posterior.data_vars:
-        out["tau"] = config.priors.tau
-    if "phi" in posterior.data_vars:
-        out["phi"] = config.priors.phi
-    if "beta" in posterior.data_vars:
-        out["beta"] = config.priors.beta
-    return out
 
 
 def log_prior(result: FitResult) -> xr.Dataset:
@@ -102,55 +89,64 @@ def log_prior(result: FitResult) -> xr.Dataset:
     """
     post = result.tree["posterior"]
     out = {}
-    for name, prior in _used_priors(result.config, post).items():
+    for name, prior in used_priors(result.config).items():
         da = post[name]
-        out[name] = (da.dims, prior_distribution(prior).logpdf(da.values))
+        out[name] = (da.dims, frozen(prior).logpdf(da.values))
     return xr.Dataset(out, coords={d: post[d] for d in post.dims if d in _SAMPLE or d == "coef"})
 
 
 def with_log_prior(result: FitResult) -> xr.DataTree:
-    """A copy of the fit's tree with a ``log_prior`` group (see :func:`log_prior`)."""
+    """Return a copy of the fit's tree with a ``log_prior`` group (see :func:`log_prior`)."""
     tree = result.tree.copy()
     tree["log_prior"] = xr.DataTree(log_prior(result))
     return tree
 
 
-def _rows(ds: xr.Dataset) -> dict[str, float]:
-    """Flatten psense output into ``{"beta[procedure[VP]]": value, "tau": value, ...}``."""
-    out: dict[str, float] = {}
-    for var in ds.data_vars:
-        da = ds[var]
-        if da.ndim == 0:
-            out[str(var)] = float(da)
-            continue
-        flat = da.stack(_i=da.dims)
-        for idx, value in zip(flat["_i"].values, flat.values, strict=True):
-            label = ",".join(str(v) for v in np.atleast_1d(idx))
-            out[f"{var}[{label}]"] = float(value)
-    return out
+@contextlib.contextmanager
+def _quiet_arviz() -> Iterator[None]:
+    """Silence ArviZ's logged "We detected potential issues" (the report words its own)."""
+    logger = logging.getLogger("arviz_stats.psense")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
-def _psense(tree: xr.DataTree, names: list[str], group: str, lik: str) -> dict[str, float]:
-    kwargs: dict[str, Any] = {"group_var_names": lik} if group == "likelihood" else {}
-    return _rows(az.psense(tree, var_names=names, group=group, alphas=ALPHAS, **kwargs))
+def _summary(tree: xr.DataTree, names: list[str], lik: str) -> pd.DataFrame:
+    """ArviZ's sensitivity table: ``prior``, ``likelihood``, ``diagnosis``, one row a label."""
+    with _quiet_arviz():
+        # round_to={}: DataFrame.round with an empty dict rounds no column, so no digit is lost
+        return psense_summary(
+            tree, var_names=names, alphas=ALPHAS, likelihood_var_names=lik, round_to={}
+        )
 
 
 def _chain_psense(
-    tree: xr.DataTree, chain: int, names: list[str], group: str, lik: str, keys: dict
-) -> dict[str, float]:
+    tree: xr.DataTree, chain: int, names: list[str], group: str, lik: str, labels: pd.Index
+) -> pd.Series:
     """One chain's sensitivities (for the between-chain MCSE), NaN where it cannot be had.
 
-    A stuck chain (every draw equal, as in a badly diverging run) has no tail for ArviZ's
-    Pareto smoothing, which raises; its MCSE is then unknown, not the run's report lost.
+    Per group (prior, likelihood) so that a failure of one leaves the other's MCSE known. A
+    stuck chain (every draw equal, as in a badly diverging run) has no tail for ArviZ's Pareto
+    smoothing, which raises; its MCSE is then unknown, not the run's report lost. ArviZ has no
+    per-chain or MCSE option for psense, hence this loop.
     """
+    kwargs: dict[str, Any] = {"group_var_names": lik} if group == "likelihood" else {}
     with warnings.catch_warnings():
         # ArviZ warns (invalid divide, too few tail draws) or raises on such a chain
         warnings.simplefilter("error", RuntimeWarning)
         warnings.simplefilter("error", UserWarning)
         try:
-            return _psense(tree.isel(chain=[chain]), names, group, lik)
+            ds = psense(
+                tree.isel(chain=[chain]), var_names=names, group=group, alphas=ALPHAS, **kwargs
+            )
         except (ValueError, RuntimeWarning, UserWarning):
-            return dict.fromkeys(keys, float("nan"))
+            return pd.Series(np.nan, index=labels)
+    # labelled as psense_summary labels its rows (same ArviZ helper)
+    table = dataset_to_dataframe(ds.expand_dims(component=[group]), sample_dims=["component"])
+    return table.T[group].reindex(labels)
 
 
 def power_scaling_sensitivity(
@@ -176,8 +172,10 @@ def power_scaling_sensitivity(
     pandas.DataFrame
         One row per quantity: ``quantity``, ``prior``, ``prior_mcse``, ``likelihood``,
         ``likelihood_mcse`` (between-chain SEs), ``prior_sensitive`` (prior >= threshold),
-        ``borderline`` and ``diagnosis`` (ArviZ's wording: "potential prior-data conflict",
-        "potential strong prior / weak likelihood", or "ok"). Numbers are not rounded.
+        ``borderline`` and ``diagnosis`` (ArviZ's :func:`~arviz_stats.psense_summary`:
+        "potential prior-data conflict", "potential strong prior / weak likelihood", or "ok"
+        where ArviZ writes "✓"; its "strong prior" needs prior > threshold, so a prior exactly
+        at the threshold is ``prior_sensitive`` but "ok"). Numbers are not rounded.
     """
     lik = {"marginal": "y", "conditional": "y_conditional"}[likelihood]
     tree = with_log_prior(result)
@@ -186,33 +184,25 @@ def power_scaling_sensitivity(
     post = tree["posterior"]
     names = var_names or [q for q in QUANTITIES if q in post.data_vars]
     n_chains = post.sizes["chain"]
-    values = {g: _psense(tree, names, g, lik) for g in ("prior", "likelihood")}
-    per_chain = {
-        g: [_chain_psense(tree, c, names, g, lik, values[g]) for c in range(n_chains)]
-        for g in ("prior", "likelihood")
-    }
-    rows = []
+    table = _summary(tree, names, lik)
     thr = SENSITIVITY_THRESHOLD
-    for q in values["prior"]:
-        row: dict[str, Any] = {"quantity": q}
-        for g in ("prior", "likelihood"):
-            row[g] = values[g][q]
-            chains = np.array([pc[q] for pc in per_chain[g]])
-            # batch means with chains as batches: each holds 1/n of the draws
-            # NaN when a chain was stuck (see _chain_psense): the MCSE is then unknown
-            row[f"{g}_mcse"] = (
-                float(chains.std(ddof=1) / np.sqrt(n_chains)) if n_chains > 1 else float("nan")
-            )
-        row["prior_sensitive"] = bool(row["prior"] >= thr)
-        row["borderline"] = bool(abs(row["prior"] - thr) < 2.0 * row["prior_mcse"])
-        if row["prior"] >= thr and row["likelihood"] >= thr:
-            row["diagnosis"] = "potential prior-data conflict"
-        elif row["prior"] >= thr:
-            row["diagnosis"] = "potential strong prior / weak likelihood"
-        else:
-            row["diagnosis"] = "ok"
-        rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame({"quantity": table.index.astype(str)})
+    for g in ("prior", "likelihood"):
+        out[g] = table[g].to_numpy(dtype=float)
+        chains = np.stack(
+            [_chain_psense(tree, c, names, g, lik, table.index).to_numpy() for c in range(n_chains)]
+        )
+        # batch means with chains as batches: each holds 1/n of the draws; NaN when a chain
+        # was stuck (see _chain_psense): the MCSE is then unknown
+        out[f"{g}_mcse"] = [
+            float(chains[:, j].std(ddof=1) / np.sqrt(n_chains)) if n_chains > 1 else np.nan
+            for j in range(len(table))
+        ]
+    out = out[["quantity", "prior", "prior_mcse", "likelihood", "likelihood_mcse"]]
+    out["prior_sensitive"] = out["prior"] >= thr
+    out["borderline"] = (out["prior"] - thr).abs() < 2.0 * out["prior_mcse"]
+    out["diagnosis"] = table["diagnosis"].replace(_ARVIZ_OK, _OK).to_numpy()
+    return out
 
 
 # --------------------------------------------------------------------------- prior predictive
@@ -282,39 +272,17 @@ def prior_predictive_check(
     draws : int
         Prior draws.
     seed : int, optional
-        Default: the config's sampler seed (on its own stream).
+        Default: the config's sampler seed (on its own stream,
+        :data:`bayes_va.engine.prior.STREAM_PRIOR`).
 
     Returns
     -------
     PriorPredictive
     """
-    seed = config.sampler.seed if seed is None else seed
-    rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_PRIOR]))
     y = np.asarray(y, dtype=np.int64)
     n = np.asarray(n, dtype=np.int64)
-    mu = prior_distribution(config.priors.mu).rvs(size=draws, random_state=rng)
-    eta = np.repeat(mu[:, None], n.size, axis=1)
-    if X is not None and X.shape[1]:
-        beta = prior_distribution(config.priors.beta).rvs(
-            size=(draws, X.shape[1]), random_state=rng
-        )
-        eta = eta + beta @ X.T
-    quantities = {"pooled": expit(mu), "mu": mu}
-    if config.model.family == "logit_normal":
-        tau = prior_distribution(config.priors.tau).rvs(size=draws, random_state=rng)
-        p = expit(eta + tau[:, None] * rng.standard_normal(eta.shape))
-        quantities["predictive"] = expit(mu + tau * rng.standard_normal(draws))
-        quantities["tau"] = tau
-    else:
-        phi = prior_distribution(config.priors.phi).rvs(size=draws, random_state=rng)
-        pm_ = expit(eta)
-        with warnings.catch_warnings():  # Beta(a, b) with a or b ~ 1e-300 underflows: harmless
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p = rng.beta(pm_ * phi[:, None], (1.0 - pm_) * phi[:, None])
-            quantities["predictive"] = rng.beta(expit(mu) * phi, (1.0 - expit(mu)) * phi)
-        p = np.nan_to_num(p, nan=0.5)
-        quantities["phi"] = phi
-    counts = rng.binomial(n, p)
+    prior = prior_draws(config, n, X, draws=draws, seed=seed)
+    quantities, counts = prior.quantities, prior.y
 
     q_rows = []
     for name, d in quantities.items():
@@ -349,5 +317,3 @@ def prior_predictive_of(result: FitResult, *, draws: int = 4000) -> PriorPredict
     if "constant_data" in result.tree.children:
         X = result.tree["constant_data"]["X"].transpose("study", "coef").values
     return prior_predictive_check(result.config, result.data.y, result.data.n, X=X, draws=draws)
-
-

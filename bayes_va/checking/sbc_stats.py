@@ -1,6 +1,7 @@
 """The SBC rank test, its family-wise verdict and its power.
 
-Used by :mod:`bayes_va.workflows.sbc`, which re-exports every name here.
+Used by :mod:`bayes_va.checking.sbc` (a run's verdicts) and :mod:`bayes_va.viz.sbc` (the bands);
+:mod:`bayes_va.workflows.sbc` re-exports the public names.
 
 The test
     For each checked quantity, the ECDF of its ranks (on ``0..thin``) is compared with the
@@ -12,16 +13,21 @@ The test
     ``#(rank < j)`` are a Markov chain in ``j``), so the p-value has no Monte-Carlo error and
     does not depend on a random stream, and the same recursion gives exact power.
 
-Why not ``arviz_stats``' ``uniformity_test`` (``pot_c``)
+Why not ``arviz_stats``' ``uniformity_test`` (``pot_c``), which ArviZ 1.x offers for this
     It tests continuous PIT values. SBC ranks are discrete (``thin + 1`` values), so they must
-    be turned into PIT values either at cell midpoints (ties) or by uniform jitter, and the
-    Cauchy combination of its pointwise tests is an approximation. Checked on 4,000 uniform
-    rank sets (``thin = 99``; N = 16 and 100): its rejection rate at 0.05 was 0.062–0.069
-    (over the nominal level), and with jitter one rank set's p-value ranged from 0.013 to 0.21
-    over 20 jitter seeds, so a verdict would depend on the seed. The exact discrete test below
-    holds its level by construction. ``arviz_plots.plot_ecdf_pit`` draws a Monte-Carlo band of
-    continuous PIT values, which would not match this test's band, so the figure
-    (:mod:`bayes_va.workflows.sbc_outputs`) draws this test's exact band.
+    be turned into PIT values either at cell midpoints (ties; what ``plot_ecdf_pit`` does with
+    ranks) or by uniform jitter, and the Cauchy combination of its pointwise tests is an
+    approximation. Re-checked with arviz_stats 1.3.3 on 4,000 uniform rank sets per N
+    (``thin = 99``): with midpoints its rejection rate at 0.05 was 0.059 / 0.069 / 0.14-0.15 at
+    N = 16 / 100 / 1000, and at 0.002 (Holm's first step at alpha = 0.01 over five quantities)
+    it was 0.021 at N = 1000, ten times the level, so the published N = 1000 run would raise
+    false alarms; with jitter the level is near nominal (0.064-0.067 at 0.05), but the p-value
+    and so the verdict move with the jitter's random seed. The exact discrete test below holds
+    its level by construction, has no random stream, and its power is computed exactly
+    (:func:`detectable`); ArviZ has neither. The figure (:mod:`bayes_va.viz.sbc`) is
+    ``arviz_plots.plot_ecdf_pit`` with this test's exact bands drawn over it (ArviZ's ``pot_c``
+    p-value and highlights turned off). Everything in this module is what ArviZ lacks: the
+    exact p-value, band and power, Holm's family-wise adjustment and the power statement.
 
 The verdict (family-wise)
     The p-values of the checked quantities are adjusted by Holm's step-down method (valid under
@@ -182,7 +188,7 @@ def _null_cdf(n: int, thin: int, t: float) -> float:
 
 @functools.lru_cache(maxsize=64)
 def _critical_value(n: int, thin: int, level: float) -> float:
-    """The largest attainable ``t`` with ``P(T <= t) <= level`` (``-inf`` if there is none).
+    """Return the largest attainable ``t`` with ``P(T <= t) <= level`` (``-inf`` if none).
 
     ``T <= critical value`` is then exactly ``p-value <= level``: the test rejects at
     ``level``. With too few ranks no attainable ``t`` is that rare and nothing is rejectable.
@@ -405,7 +411,7 @@ class SBCPower:
         return f"{100 * self.target:g} % power only beyond " + _join(found)
 
     def text(self) -> str:
-        """The power sentence printed with every verdict."""
+        """Return the power sentence printed with every verdict."""
         head = f"With N={self.n} replications"
         level = (
             f"(one quantity wrong; family-wise alpha = {self.alpha:g} over {self.n_tests} "
@@ -466,7 +472,7 @@ def detectable(
     alpha: float = FAMILY_ALPHA,
     target: float = POWER_TARGET,
 ) -> SBCPower:
-    """The smallest posterior scale error and shift detected with power ``target`` at ``n``.
+    """Find the smallest posterior scale error and shift detected with power ``target`` at ``n``.
 
     One quantity miscalibrated, detected when its exact ECDF p-value is at most
     ``alpha / n_tests`` (what Holm needs at its first step). Deterministic (no simulation):
@@ -500,7 +506,7 @@ def _shape(ranks: np.ndarray, thin: int) -> tuple[float, float]:
 
 
 def _verdict(p_holm: float, z_mean: float, z_var: float, alpha: float, power_note: str = "") -> str:
-    """A quantity's verdict from its Holm-adjusted p-value (family-wise level ``alpha``)."""
+    """Word a quantity's verdict from its Holm-adjusted p-value (family-wise level ``alpha``)."""
     if not np.isfinite(p_holm):
         return "no replications"
     if p_holm > alpha:

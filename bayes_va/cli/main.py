@@ -1,7 +1,10 @@
 """Command line: ``bayes-va data check|show``, ``bayes-va fit``, ``bayes-va paper``.
 
-The CLI only parses arguments and calls the public API. Exit codes: 0 success, 1 a fit ran but
-failed its diagnostic thresholds, 2 bad input (data, config or arguments).
+The CLI only parses arguments and calls the public API. Exit codes (all commands):
+:class:`bayes_va.cli.common.ExitCode`: 0 success, 1 a fit ran but failed its diagnostic
+thresholds, 2 bad input (data, config or arguments: a
+:class:`~bayes_va.core.errors.BayesVAError`); any other exception is a bug and propagates with
+its traceback (Python's exit status 1).
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bayes_va.cli.common import ExitCode, add_set_option
 from bayes_va.config.model import parse_override
 from bayes_va.core.errors import BayesVAError, DataValidationError
 
-EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
-
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.data.tables import check_data, read_table
 
     if args.table:
@@ -25,9 +28,9 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
             read_table(args.path, args.table)
         except DataValidationError as exc:
             print(f"FAILED: {exc}", file=sys.stderr)
-            return EXIT_INPUT
+            return ExitCode.BAD_INPUT
         print(f"OK: {args.path} is a valid '{args.table}' table")
-        return EXIT_OK
+        return ExitCode.OK
     checked, problems = check_data(args.path)
     for f in checked:
         print(f"checked {f}")
@@ -35,14 +38,16 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
         print(f"FAILED: {len(problems)} problem(s):", file=sys.stderr)
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
-        return EXIT_INPUT
+        return ExitCode.BAD_INPUT
     print(f"OK: {len(checked)} table(s) valid")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_data_show(args: argparse.Namespace) -> int:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     import pandas as pd
 
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.data.tables import load_table
 
     frame = load_table(args.table, args.data_dir)
@@ -78,34 +83,45 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
             f"\nk = {len(frame)} studies, {int(frame['n'].sum())} patients, "
             f"{int(frame['events'].sum())} events"
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.config.model import load_config
+    from bayes_va.fitting.provenance import overrides_suffix
     from bayes_va.fitting.run import fit
 
     cfg = load_config(args.config, args.set)
-    out = Path(args.out) if args.out else Path(args.results_root) / cfg.name
-    result = fit(cfg, out_dir=out)
+    if args.out:
+        out = Path(args.out)
+    else:
+        # overrides make another config: its own folder, never the plain config's
+        folder = cfg.name + (overrides_suffix(cfg) if args.set else "")
+        out = Path(args.results_root) / folder
+    # fit applies the overrides to the path's config and records them, as given, in provenance
+    result = fit(args.config, overrides=args.set, out_dir=out)
     print(result.text())
     if not args.no_report:
+        # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
         from bayes_va.workflows.report import write_report
 
         write_report(result, out)
     print(f"  results in {out}/" + ("" if args.no_report else " (report.md with figures)"))
     if not result.ok:
-        print("FAILED diagnostics: " + "; ".join(result.diagnostics["failures"]), file=sys.stderr)
-        return EXIT_DIAGNOSTICS
-    return EXIT_OK
+        print("FAILED diagnostics: " + "; ".join(result.diagnostics.failures), file=sys.stderr)
+        return ExitCode.FAILED_CHECKS
+    return ExitCode.OK
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.workflows.sensitivity import run_sensitivity, to_markdown, write_outputs
 
     overrides = dict(parse_override(o) for o in args.set)
     map_fn = None
     if args.scheduler or args.workers:
+        # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
         from bayes_va.workflows.executor import ClusterSpec, dask_map
 
         map_fn = dask_map(ClusterSpec(scheduler=args.scheduler, n_workers=args.workers))
@@ -123,37 +139,37 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         f"{len(table)} scenarios in {table.attrs['wall_seconds']:.1f} s; "
         f"{failed} failed diagnostics (marked); table and figure in {out}/"
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_paper(args: argparse.Namespace) -> int:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.workflows.paper import build_paper
 
     return build_paper(clean=args.clean)
 
 
-def _add_set_option(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """The repeatable ``--set KEY=VALUE`` config override (parsed by ``config.parse_override``)."""
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for documentation and tests)."""
+    """Build the argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
         prog="bayes-va",
         description="Bayesian evidence synthesis for vertebral augmentation outcomes.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
+    from bayes_va.data.schemas import TABLES
 
     data = sub.add_parser("data", help="check or show the evidence tables")
     dsub = data.add_subparsers(dest="data_command", required=True)
     check = dsub.add_parser("check", help="validate the shipped data, a folder or one CSV file")
     check.add_argument("path", nargs="?", default=None, help="folder or CSV (default: data/)")
-    check.add_argument("--table", help="schema to check a CSV against (default: from file name)")
+    check.add_argument(
+        "--table",
+        choices=list(TABLES),
+        help="schema to check a CSV against (default: from file name)",
+    )
     check.set_defaults(func=_cmd_data_check)
     show = dsub.add_parser("show", help="print a table")
-    from bayes_va.data.schemas import TABLES
-
     show.add_argument("table", choices=list(TABLES))
     show.add_argument("--data-dir", default=None)
     show.add_argument("--all-columns", action="store_true")
@@ -161,8 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="fit a model config and write results/<name>/")
     f.add_argument("config", help="TOML config, e.g. models/base.toml")
-    _add_set_option(f, "override a config key, e.g. --set priors.tau.sigma=0.5")
-    f.add_argument("--out", help="results folder (default: RESULTS_ROOT/<config name>)")
+    add_set_option(
+        f,
+        "override a config key, e.g. --set priors.tau.sigma=0.5 (repeatable; the results go to "
+        "RESULTS_ROOT/<config name>+<8 hex digits of the resolved config's hash>/)",
+    )
+    f.add_argument(
+        "--out",
+        help="results folder (default: RESULTS_ROOT/<config name>, or with --set "
+        "RESULTS_ROOT/<config name>+<hash>)",
+    )
     f.add_argument("--results-root", default="results")
     f.add_argument(
         "--no-report",
@@ -176,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base", default="models/base.toml")
     s.add_argument("--no-loo", action="store_true", help="skip leave-one-study-out refits")
     s.add_argument("--out", default="results/sensitivity")
-    _add_set_option(s, "override applied to every scenario, e.g. --set sampler.draws=500")
+    add_set_option(s, "override applied to every scenario, e.g. --set sampler.draws=500")
     s.add_argument("--scheduler", help="dask scheduler address (default: run in this process)")
     s.add_argument("--workers", type=int, help="fit on a local dask cluster of this many workers")
     s.set_defaults(func=_cmd_sensitivity)
@@ -185,10 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", action="store_true", help="ignore cached analyses")
     p.set_defaults(func=_cmd_paper)
 
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
+    from bayes_va.cli.config import add_config_parser
     from bayes_va.cli.report import add_report_parsers
     from bayes_va.cli.risk import add_risk_parser
     from bayes_va.cli.sbc import add_sbc_parser
 
+    add_config_parser(sub)
     add_report_parsers(sub)
     add_risk_parser(sub)
     add_sbc_parser(sub)
@@ -196,16 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bayes-va`` console script."""
+    """Run the ``bayes-va`` console script; returns its :class:`ExitCode`.
+
+    Bad input (a :class:`~bayes_va.core.errors.BayesVAError`) prints one line and returns
+    ``BAD_INPUT``; any other exception is a bug and propagates with its traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except BayesVAError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except KeyError as exc:
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return EXIT_INPUT
+        return ExitCode.BAD_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,9 @@
 """``bayes-va report RESULTS_DIR`` and ``bayes-va compare DIR DIR ... [--out DIR]``.
 
 Wired into :mod:`bayes_va.cli.main` by ``add_report_parsers(sub)``. Like the rest of the CLI these
-commands only parse arguments and call the public API. Exit codes follow :mod:`bayes_va.cli.main`:
-0 success, 1 the run is not trustworthy (report) or the comparison is not reliable (compare),
-2 bad input.
+commands only parse arguments and call the public API. Exit codes
+(:class:`bayes_va.cli.common.ExitCode`): 0 success, 1 the run is not trustworthy (report) or the
+comparison is not reliable (compare), 2 bad input.
 """
 
 from __future__ import annotations
@@ -14,37 +14,35 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_report_parsers"]
+from bayes_va.cli.common import ExitCode
 
-# the same values as bayes_va.cli.main (not imported from there: cli imports this module)
-EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
+__all__ = ["add_report_parsers"]
 
 
 def _load(path: str) -> Any:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.fitting.results import load_result
 
     return load_result(path)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.workflows.report import trust_verdict, write_report
 
-    try:
-        result = _load(args.results_dir)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+    result = _load(args.results_dir)  # not a results folder: ResultsFolderError, exit 2
     report = write_report(result, args.results_dir, formats=args.formats)
     trusted, reasons = trust_verdict(result)
     print(f"{result.config.name}: report in {report}")
     if not trusted:
         print("NOT TRUSTWORTHY: " + "; ".join(reasons), file=sys.stderr)
-        return EXIT_DIAGNOSTICS
+        return ExitCode.FAILED_CHECKS
     print("the run can be trusted")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.checking.compare import compare_models
     from bayes_va.checking.loo import LooReliabilityWarning
     from bayes_va.workflows.report import write_comparison
@@ -52,15 +50,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     names = args.names or [Path(d).name for d in args.results_dirs]
     if len(names) != len(args.results_dirs):
         print("error: --names needs one name per results folder", file=sys.stderr)
-        return EXIT_INPUT
+        return ExitCode.BAD_INPUT
     if len(set(names)) != len(names):
         print(f"error: model names must be unique, got {names}; use --names", file=sys.stderr)
-        return EXIT_INPUT
-    try:
-        models = {name: _load(d) for name, d in zip(names, args.results_dirs, strict=True)}
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        return ExitCode.BAD_INPUT
+    models = {name: _load(d) for name, d in zip(names, args.results_dirs, strict=True)}
     try:
         with warnings.catch_warnings():
             # stated below in words (and in compare.md); not a Python warning on the terminal
@@ -68,7 +62,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             cmp = compare_models(models, method=args.method, replace_bad=args.replace_bad_k)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        return ExitCode.BAD_INPUT
     out = write_comparison(cmp, args.out)
     cols = ["rank", "elpd", "se", "elpd_diff", "dse", "weight", "max_pareto_k", "loo_reliable"]
     print(cmp.table[cols].to_string(float_format=lambda v: f"{v:.3f}"))
@@ -77,8 +71,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"  ! {caveat}", file=sys.stderr if not cmp.reliable else sys.stdout)
     if not cmp.reliable:
         print("NOT RELIABLE: at least one model has bad Pareto k (see above)", file=sys.stderr)
-        return EXIT_DIAGNOSTICS
-    return EXIT_OK
+        return ExitCode.FAILED_CHECKS
+    return ExitCode.OK
 
 
 def add_report_parsers(subparsers: Any) -> None:
@@ -89,6 +83,7 @@ def add_report_parsers(subparsers: Any) -> None:
     subparsers : argparse._SubParsersAction
         The object returned by ``parser.add_subparsers(...)``; each command sets ``func``.
     """
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.viz.figure import FIGURE_FORMATS
 
     r = subparsers.add_parser(

@@ -1,14 +1,15 @@
-"""``bayes-va risk``: a patient's risk of recompression, revision or adjacent fracture.
+r"""``bayes-va risk``: a patient's risk of recompression, revision or adjacent fracture.
 
-Argument handling only; the numbers come from :mod:`bayes_va.risk` and :mod:`bayes_va.numerics.outcomes`.
-Wire it into :func:`bayes_va.cli.main.build_parser` with ``add_risk_parser(sub)``. Bad input raises
-:class:`~bayes_va.core.errors.BayesVAError` subclasses, which the CLI turns into exit code 2.
+Argument handling only; the numbers come from :mod:`bayes_va.risk` and
+:mod:`bayes_va.numerics.outcomes`. Wire it into :func:`bayes_va.cli.main.build_parser` with
+``add_risk_parser(sub)``. Bad input raises :class:`~bayes_va.core.errors.BayesVAError`
+subclasses, which the CLI turns into exit code 2 (:class:`bayes_va.cli.common.ExitCode`).
 
 Examples
 --------
 ::
 
-    bayes-va risk --outcome revision --bmd -2.8 --ivc yes --procedure PKP \\
+    bayes-va risk --outcome revision --bmd -2.8 --ivc yes --procedure PKP \
         --cement-volume 3.0 --endplate-contact no [--baseline predictive] [--lambda 1]
     bayes-va risk --outcome recompression --profiles patients.csv --out table.csv
     bayes-va risk --outcome avf --brace no --intradiscal-leakage none --horizon 3
@@ -24,9 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bayes_va.cli.common import ExitCode
 from bayes_va.core.errors import BayesVAError
-
-EXIT_OK, EXIT_INPUT = 0, 2
 
 #: Covariate options: flag → (profile key, help text).
 _COVARIATE_FLAGS = {
@@ -111,6 +111,7 @@ def add_risk_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.risk import TransportPrior, load_risk_config
 
     overrides: dict[str, Any] = {}
@@ -135,8 +136,10 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _profiles(args: argparse.Namespace) -> Any:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     import pandas as pd
 
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.risk import RiskInputError
 
     given = {
@@ -191,6 +194,7 @@ def _single_text(model: Any, row: Any, cfg: Any, extra: list[str]) -> str:
 
 
 def _transport_lines(cfg: Any, source: Any, profile: Any) -> list[str]:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.risk import TransportPrior, transport_table
 
     priors = [TransportPrior("Fixed", value=0.0), cfg.transport, TransportPrior("Fixed", value=1.0)]
@@ -221,6 +225,7 @@ def _transport_lines(cfg: Any, source: Any, profile: Any) -> list[str]:
 
 
 def _gaughen_lines() -> list[str]:
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.numerics.outcomes import JEFFREYS, gaughen_outcomes
 
     out = [
@@ -239,17 +244,22 @@ def _gaughen_lines() -> list[str]:
 
 def run_risk(args: argparse.Namespace) -> int:
     """Carry out ``bayes-va risk`` (see :func:`add_risk_parser`)."""
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.core import atomic
     from bayes_va.risk import ExtrapolationWarning, build_model, load_source
+    from bayes_va.risk.baselines import load_configured_source
     from bayes_va.viz.risk import write_figures
 
     cfg = _config(args)
     profiles = _profiles(args)
     source = None
     if args.outcome in ("revision", "avf"):
-        source = load_source(
-            cfg.revision_results if args.outcome == "revision" else cfg.avf_results
-        )
+        spec = cfg.revision_results if args.outcome == "revision" else cfg.avf_results
+        # a folder named with --results is the user's choice; the config's is checked
+        if args.results is not None:
+            source = load_source(spec)
+        else:
+            source = load_configured_source(spec, args.outcome)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExtrapolationWarning)
         model = build_model(args.outcome, cfg, source=source)
@@ -288,17 +298,18 @@ def run_risk(args: argparse.Namespace) -> int:
         else:
             print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.figures is not None:
+        # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
         from bayes_va.risk import EXAMPLE_PROFILES
 
         paths = write_figures(
             args.figures, {args.outcome: model}, EXAMPLE_PROFILES, threshold=cfg.threshold
         )
         print(f"figures: {', '.join(str(p) for p in paths)}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``python -m bayes_va.cli.risk risk ...``), exits like ``bayes-va``."""
+    """Run ``python -m bayes_va.cli.risk risk ...`` (stand-alone); exit like ``bayes-va``."""
     parser = argparse.ArgumentParser(prog="bayes-va")
     add_risk_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
@@ -306,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except BayesVAError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        return ExitCode.BAD_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

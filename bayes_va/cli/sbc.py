@@ -1,8 +1,9 @@
 """``bayes-va sbc``: simulation-based calibration of a model config, on dask.
 
 Argument handling only; the work is :func:`bayes_va.workflows.sbc.run_sbc`. Wire it into
-:func:`bayes_va.cli.main.build_parser` with ``add_sbc_parser(sub)``. Exit codes: :class:`SBCExit`
-(the one place they are defined; docs/sbc.md explains them).
+:func:`bayes_va.cli.main.build_parser` with ``add_sbc_parser(sub)``. Exit codes:
+:class:`bayes_va.cli.common.ExitCode` (the one place they are defined; docs/sbc.md explains
+them).
 
 Examples
 --------
@@ -17,54 +18,33 @@ Examples
 from __future__ import annotations
 
 import argparse
-import enum
 from pathlib import Path
 from typing import Any
 
+from bayes_va.cli.common import ExitCode, add_set_option
 
-class SBCExit(enum.IntEnum):
-    """Exit codes of ``bayes-va sbc``.
+#: The exit codes of ``bayes-va sbc`` are those of every command (old name, kept for callers):
+#: 0 no evidence of miscalibration, 1 internal error (a traceback), 2 bad input,
+#: 3 miscalibrated, 4 incomplete. Only a family-wise controlled verdict fails the command as
+#: miscalibrated: a quantity whose Holm-adjusted ECDF p-value is at most
+#: :data:`bayes_va.checking.sbc_stats.FAMILY_ALPHA` (0.01).
+SBCExit = ExitCode
 
-    Only a family-wise controlled verdict fails the command as miscalibrated: a quantity whose
-    Holm-adjusted ECDF p-value is at most :data:`bayes_va.checking.sbc_stats.FAMILY_ALPHA` (0.01).
 
-    * ``NO_EVIDENCE`` (0): every replication done and no quantity miscalibrated at the
-      family-wise level. Not a proof of calibration: the output says what the run's N could
-      detect with 80 % power.
-    * ``INTERNAL_ERROR`` (1): an unexpected error: an uncaught exception, which Python reports
-      with a traceback and exit status 1 (the command never returns 1 itself).
-    * ``BAD_INPUT`` (2): bad config, run folder, arguments or scheduler address
-      (:class:`~bayes_va.core.errors.BayesVAError`, as every ``bayes-va`` command: ``cli.EXIT_INPUT``).
-    * ``MISCALIBRATED`` (3): at least one quantity miscalibrated at the family-wise level.
-    * ``INCOMPLETE`` (4): replications were lost (e.g. killed workers): the verdict printed is
-      provisional; ``--resume`` completes the run. Takes precedence over 3.
+def exit_code(result: Any) -> ExitCode:
+    """Return the exit code of a finished :class:`~bayes_va.workflows.sbc.SBCResult`.
+
+    ``INCOMPLETE`` when replications were lost, else ``MISCALIBRATED`` or ``NO_EVIDENCE``
+    (see :class:`~bayes_va.cli.common.ExitCode`).
     """
-
-    NO_EVIDENCE = 0
-    INTERNAL_ERROR = 1
-    BAD_INPUT = 2
-    MISCALIBRATED = 3
-    INCOMPLETE = 4
-
-
-#: Old names (kept for callers): ``EXIT_MISCALIBRATED`` was 1 before family-wise verdicts.
-EXIT_OK, EXIT_MISCALIBRATED, EXIT_INPUT = (
-    SBCExit.NO_EVIDENCE,
-    SBCExit.MISCALIBRATED,
-    SBCExit.BAD_INPUT,
-)
-EXIT_INCOMPLETE = SBCExit.INCOMPLETE
-
-
-def exit_code(result: Any) -> SBCExit:
-    """The exit code of a finished :class:`~bayes_va.workflows.sbc.SBCResult` (see :class:`SBCExit`)."""
     if not result.report.complete:
-        return SBCExit.INCOMPLETE
-    return SBCExit.MISCALIBRATED if result.summary.miscalibrated else SBCExit.NO_EVIDENCE
+        return ExitCode.INCOMPLETE
+    return ExitCode.MISCALIBRATED if result.summary.miscalibrated else ExitCode.NO_EVIDENCE
 
 
 def run_sbc_command(args: argparse.Namespace) -> int:
     """Run the ``sbc`` subcommand (``args`` from :func:`add_sbc_parser`'s parser)."""
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.config.model import load_config
     from bayes_va.workflows.executor import ClusterSpec
     from bayes_va.workflows.sbc import run_sbc
@@ -88,9 +68,9 @@ def run_sbc_command(args: argparse.Namespace) -> int:
     print(result.text())
     print(f"  ranks, coverage table, verdicts (sbc_report.md) and figure in {out}/")
     code = exit_code(result)
-    if code is SBCExit.INCOMPLETE:
+    if code is ExitCode.INCOMPLETE:
         print(f"  exit {int(code)}: run incomplete, the verdict is provisional (--resume)")
-    elif code is SBCExit.MISCALIBRATED:
+    elif code is ExitCode.MISCALIBRATED:
         print(f"  exit {int(code)}: miscalibrated at the family-wise level")
     return int(code)
 
@@ -140,13 +120,7 @@ def add_sbc_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--thin", type=int, default=99, help="ranks among this many draws (99)")
     p.add_argument("--seed", type=int, help="base seed (default: the config's sampler.seed)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set sampler.draws=500",
-    )
+    add_set_option(p, "override a config key, e.g. --set sampler.draws=500")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_sbc_command)
     return p

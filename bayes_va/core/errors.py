@@ -31,6 +31,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """Return ``file, line L, column 'C': message`` (parts that are None are left out)."""
         where = self.file
         if self.line is not None:
             where += f", line {self.line}"
@@ -50,6 +51,10 @@ class DataValidationError(BayesVAError, ValueError):
 
 class ConfigError(BayesVAError, ValueError):
     """A model configuration is invalid; the message names the file and the key."""
+
+
+class ResultsFolderError(BayesVAError, FileNotFoundError):
+    """A path is not a complete results folder (see :mod:`bayes_va.fitting.results`)."""
 
 
 class DiagnosticsFailed(BayesVAError):

@@ -11,8 +11,22 @@ __all__ = ["json_safe", "markdown_table"]
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured Markdown table: booleans as yes/no, whole numbers as integers, other
-    floats with ``floatfmt`` (display only; the JSON keeps every digit)."""
+    """Format a data frame as a GitHub-flavoured Markdown table (display only).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table; its column labels become the header, its index is dropped.
+    floatfmt : str, default ".4g"
+        Format spec of the floats that are not whole numbers.
+
+    Returns
+    -------
+    str
+        The table without a trailing newline: booleans as yes/no, NaN as an empty cell, whole
+        floats below 1e9 as integers, other floats with ``floatfmt`` (the JSON outputs keep
+        every digit).
+    """
 
     def fmt(v: Any) -> str:
         if isinstance(v, bool | np.bool_):
@@ -33,7 +47,19 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
 
 
 def json_safe(obj: Any) -> Any:
-    """numpy scalars to Python, NaN/inf to None (the project's JSON allows no NaN)."""
+    """Convert a nested result to plain JSON values (the project's JSON allows no NaN).
+
+    Parameters
+    ----------
+    obj : Any
+        A scalar, or dicts, lists and tuples nesting them.
+
+    Returns
+    -------
+    Any
+        The same structure with dict keys as ``str``, tuples as lists, numpy booleans, integers
+        and floats as Python ones, and NaN or infinite floats as None; other values unchanged.
+    """
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from bayes_va.config.model import DataConfig
 from bayes_va.core.errors import ConfigError, DataValidationError
@@ -38,6 +40,7 @@ class StudyData:
 
     @property
     def k(self) -> int:
+        """Number of studies (or study arms)."""
         return len(self.study)
 
     def hash(self) -> str:
@@ -48,8 +51,26 @@ class StudyData:
         return h.hexdigest()
 
 
-def from_counts(y, n, study=None) -> StudyData:
-    """Build :class:`StudyData` from plain arrays (simulations, user data)."""
+def from_counts(y: ArrayLike, n: ArrayLike, study: Iterable[str] | None = None) -> StudyData:
+    """Build :class:`StudyData` from plain arrays (simulations, user data).
+
+    Parameters
+    ----------
+    y, n : array_like of int
+        Events and sample sizes, 1-d and of equal length, with ``0 <= y <= n`` and ``n >= 1``.
+    study : iterable of str, optional
+        Study labels; default ``s1, s2, ...``.
+
+    Returns
+    -------
+    StudyData
+        The counts as int64, with a table of just ``study_id``, ``events`` and ``n``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, the arrays are not 1-d, or a count is out of range.
+    """
     y = np.asarray(y, dtype=np.int64)
     n = np.asarray(n, dtype=np.int64)
     if y.shape != n.shape or y.ndim != 1:
@@ -123,7 +144,7 @@ def build_dataset(cfg: DataConfig, data_dir: str | os.PathLike[str]) -> StudyDat
 def _revision_table(
     cfg: DataConfig, data_dir: str | os.PathLike[str]
 ) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    """The revision table with variants applied and (optionally) arms split."""
+    """Apply the config's variants to the revision table and (optionally) split its arms."""
     table = load_table("revision", data_dir).copy()
     variants = load_table("revision_variants", data_dir)
     arms = load_table("revision_arms", data_dir)

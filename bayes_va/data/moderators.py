@@ -37,6 +37,7 @@ class Term:
 
     @property
     def coef_names(self) -> tuple[str, ...]:
+        """Names of this term's coefficients: its name, or ``name[level]`` per level."""
         if self.kind == "continuous":
             return (self.name,)
         return tuple(f"{self.name}[{lvl}]" for lvl in self.levels)
@@ -51,13 +52,29 @@ class Design:
 
     @property
     def coef_names(self) -> tuple[str, ...]:
+        """Names of the coefficients, in the order of the columns of ``X``."""
         return tuple(c for t in self.terms for c in t.coef_names)
 
     def row(self, values: dict[str, str | float]) -> np.ndarray:
-        """Design row for a new study with the given moderator values (missing = reference).
+        """Return the design row of a new study with the given moderator values.
 
-        For a ``log_`` moderator pass the raw value (e.g. ``{"log_followup_months": 12}`` for
-        12 months); it is logged here.
+        Parameters
+        ----------
+        values : dict of str to str or float
+            Moderator name to value; a moderator left out takes its reference level (or its
+            centre). For a ``log_`` moderator pass the raw value (e.g.
+            ``{"log_followup_months": 12}`` for 12 months); it is logged here.
+
+        Returns
+        -------
+        numpy.ndarray
+            The row, shape ``(len(coef_names),)``, coded and centred like the rows of ``X``.
+
+        Raises
+        ------
+        ConfigError
+            If a name is not a moderator of this design, a categorical value is not one of
+            its levels, or a ``log_`` value is not positive.
         """
         unknown = set(values) - {t.name for t in self.terms}
         if unknown:
@@ -87,10 +104,12 @@ class Design:
         return np.asarray(out)
 
     def to_json(self) -> str:
+        """Serialise the terms (not ``X``) to JSON; :meth:`from_json` reads it back."""
         return json.dumps([asdict(t) for t in self.terms])
 
     @classmethod
     def from_json(cls, text: str, X: np.ndarray) -> Design:
+        """Rebuild a design from the JSON of :meth:`to_json` and its matrix ``X``."""
         terms = []
         for d in json.loads(text):
             d["levels"] = tuple(d["levels"])

@@ -58,6 +58,7 @@ class TableSchema:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Column names, in file order."""
         return tuple(c.name for c in self.columns)
 
 

@@ -28,7 +28,7 @@ _MAX_INT_DIGITS = 18
 
 
 def default_data_dir() -> Path:
-    """The project's ``data/`` folder (override with the ``BAYES_VA_DATA`` environment variable)."""
+    """Return the data folder: ``BAYES_VA_DATA`` if set, else the project's ``data/``."""
     env = os.environ.get("BAYES_VA_DATA")
     if env:
         return Path(env)
@@ -177,7 +177,7 @@ def parse_table(text: str, schema: TableSchema, file: str = "<string>") -> pd.Da
 def _row_checks(
     records: list[dict[str, object]], lines: list[int], schema: TableSchema, file: str
 ) -> list[Problem]:
-    """Checks across cells: uniqueness, events <= n, table-specific rules."""
+    """Check across cells: uniqueness, events <= n, table-specific rules."""
     problems: list[Problem] = []
     for col in schema.columns:
         if col.unique:
@@ -267,7 +267,7 @@ def load_table(name: str, data_dir: str | os.PathLike[str] | None = None) -> pd.
 
 
 def load_revision(data_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """The 14 revision studies (``revision_studies.csv``), validated."""
+    """Load the 14 revision studies (``revision_studies.csv``), validated."""
     return load_table("revision", data_dir)
 
 

@@ -3,7 +3,9 @@
 :mod:`~bayes_va.engine.model` builds the PyMC model of a config, :mod:`~bayes_va.engine.marginal`
 is the Op that integrates each study's theta out, :mod:`~bayes_va.engine.sampling` runs nutpie,
 PyMC or NumPyro, and :mod:`~bayes_va.engine.derived` adds the derived quantities (pooled and
-predictive proportions, per-study log-likelihoods, exact theta draws) to the posterior.
+predictive proportions, per-study log-likelihoods, exact theta draws) to the posterior. May
+import :mod:`bayes_va.core`, :mod:`bayes_va.config`, :mod:`bayes_va.data` and
+:mod:`bayes_va.numerics`; draws no figures.
 
 Importing this package first points PyTensor's and Numba's compile caches at a persistent
 per-user folder (:func:`cache_dir`), because both read their settings when first imported.

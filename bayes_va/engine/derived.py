@@ -40,7 +40,7 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 
 
 def conditional_loglik(theta: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """log Binomial(y | n, logit⁻¹ θ), broadcasting θ (..., k) against y, n (k,)."""
+    """Return log Binomial(y | n, logit⁻¹ θ), broadcasting θ (..., k) against y, n (k,)."""
     coef = gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0)
     return coef + y * log_expit(theta) + (n - y) * log_expit(-theta)
 

@@ -5,12 +5,13 @@ For the logit-normal model the sampler only needs ``(mu, tau)`` (and ``beta``): 
     log p(y_i | eta_i, tau) = log ∫ Binom(y_i | n_i, expit θ) N(θ | eta_i, tau) dθ
 
 is computed by adaptive Gauss–Hermite quadrature (Newton iterations to the mode of the
-integrand, nodes scaled by its curvature, as in :mod:`bayes_va.numerics.exact` and lme4's ``nAGQ``) in
-one fused numba loop over the studies that returns the value *and* its gradient. The gradient is
-the quadrature of the integrand's derivative at the same nodes, so no derivative passes through
-the Newton iterations (the rule's dependence on where its nodes sit is of the order of its
-error, ~1e-9 here). :class:`MarginalLogLik` wraps the loop as a PyTensor Op with a numba
-implementation, so nutpie's default (numba) backend compiles it into the model's log density.
+integrand, nodes scaled by its curvature, as in :mod:`bayes_va.numerics.exact` and lme4's
+``nAGQ``) in one fused numba loop over the studies that returns the value *and* its gradient.
+The gradient is the quadrature of the integrand's derivative at the same nodes, so no
+derivative passes through the Newton iterations (the rule's dependence on where its nodes sit
+is of the order of its error, ~1e-9 here). :class:`MarginalLogLik` wraps the loop as a PyTensor
+Op with a numba implementation, so nutpie's default (numba) backend compiles it into the
+model's log density.
 
 Afterwards :func:`draw_theta` draws each θ_i from its conditional posterior
 ``p(θ_i | y_i, eta_i, tau)`` for every posterior draw, exactly: the conditional is log-concave,
@@ -27,13 +28,17 @@ trapezoid rule) to < 1e-7 on zero-event, tiny and 80,000-patient studies for tau
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numba
 import numpy as np
 import pytensor.tensor as pt
+from numpy.typing import ArrayLike
 from pytensor.gradient import DisconnectedType, disconnected_type
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
+from pytensor.graph.basic import Apply, Variable
+from pytensor.graph.op import Op, OutputStorageType
+from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from scipy.special import gammaln
 
 __all__ = [
@@ -47,9 +52,9 @@ __all__ = [
 #: Gauss–Hermite nodes for the least informative studies (bayes_va.numerics.exact's default rule).
 N_NODES = 15
 #: Nodes per study by ``m = min(y, n - y)``: (smallest m, nodes). The rule's error falls like
-#: ``m ** -(nodes // 2)``; measured worst cases against bayes_va.numerics.exact over tau in [0.1, 3],
-#: mu in [-8, 3] (tests/test_marginal.py): 11 nodes from m = 10: 1.6e-6; 7 from 30: 8e-7;
-#: 5 from 300: 6e-7. Below m = 10 (one-sided or tiny studies) 15 nodes: < 3e-7 for tau <= 1,
+#: ``m ** -(nodes // 2)``; measured worst cases against bayes_va.numerics.exact over tau in
+#: [0.1, 3], mu in [-8, 3] (tests/test_marginal.py): 11 nodes from m = 10: 1.6e-6; 7 from 30:
+#: 8e-7; 5 from 300: 6e-7. Below m = 10 (one-sided or tiny studies) 15 nodes: < 3e-7 for tau <= 1,
 #: up to ~6e-4 for a zero-event study at tau = 3 (where adaptive Gauss-Hermite is poorest).
 NODE_RULES = ((0, 15), (10, 11), (30, 7), (300, 5))
 #: Newton iterations stop when the step is below this many curvature-SDs. Adaptive
@@ -168,7 +173,19 @@ def _mode(y: float, n: float, eta: float, tau: float) -> tuple[float, float]:
 
 
 @numba.njit(cache=True)
-def _study(y, n, eta, tau, x, lw, m, log_coef, want_grad, h, dh_eta):
+def _study(
+    y: float,
+    n: float,
+    eta: float,
+    tau: float,
+    x: np.ndarray,
+    lw: np.ndarray,
+    m: int,
+    log_coef: float,
+    want_grad: bool,
+    h: np.ndarray,
+    dh_eta: np.ndarray,
+) -> tuple[float, float, float]:
     """Log marginal likelihood of one study and (optionally) d/d eta, d/d tau.
 
     ``h`` and ``dh_eta`` are work buffers of the rule's length (allocated once per call of the
@@ -207,7 +224,18 @@ def _log_binom_coef(y: float, n: float) -> float:
 
 
 @numba.njit(cache=True)
-def _marginal_kernel(y, n, log_coef, rule, first, eta, tau, x, lw, sizes):
+def _marginal_kernel(
+    y: np.ndarray,
+    n: np.ndarray,
+    log_coef: np.ndarray,
+    rule: np.ndarray,
+    first: np.ndarray,
+    eta: np.ndarray,
+    tau: np.ndarray,
+    x: np.ndarray,
+    lw: np.ndarray,
+    sizes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-study log marginal likelihood and its gradients.
 
     ``eta`` and ``tau`` have length 1 (shared by every study) or k. ``log_coef`` holds
@@ -242,7 +270,16 @@ def _marginal_kernel(y, n, log_coef, rule, first, eta, tau, x, lw, sizes):
 
 
 @numba.njit(cache=True)
-def _marginal_values(y, n, rule, eta, tau, x, lw, sizes):
+def _marginal_values(
+    y: np.ndarray,
+    n: np.ndarray,
+    rule: np.ndarray,
+    eta: np.ndarray,
+    tau: np.ndarray,
+    x: np.ndarray,
+    lw: np.ndarray,
+    sizes: np.ndarray,
+) -> np.ndarray:
     """Log marginal likelihood for draws: ``eta`` (S, k), ``tau`` (S,) -> (S, k)."""
     s_count, k = eta.shape
     out = np.empty((s_count, k))
@@ -284,7 +321,13 @@ class MarginalLogLik(Op):
     def __init__(self, n_nodes: int | None = None):
         self.n_nodes = None if n_nodes is None else int(n_nodes)
 
-    def make_node(self, y, n, log_coef, rule, first, eta, tau) -> Apply:
+    def make_node(self, *inputs: Any) -> Apply:
+        """Build the node: inputs ``y, n, log_coef, rule, first, eta, tau``, three outputs.
+
+        Inputs may be tensors or array-likes. Counts are cast to float64, ``rule`` and
+        ``first`` to int64, and a scalar ``eta`` or ``tau`` becomes a vector of length 1.
+        """
+        y, n, log_coef, rule, first, eta, tau = inputs
         y = pt.as_tensor_variable(y).astype("float64")
         n = pt.as_tensor_variable(n).astype("float64")
         log_coef = pt.as_tensor_variable(log_coef).astype("float64")
@@ -297,18 +340,40 @@ class MarginalLogLik(Op):
         out = [pt.dvector() for _ in range(3)]
         return Apply(self, [y, n, log_coef, rule, first, eta, tau], out)
 
-    def perform(self, node, inputs, outputs) -> None:
-        arrays = [np.asarray(v, dtype=np.float64) for v in inputs]
-        arrays[3] = np.asarray(inputs[3], dtype=np.int64)
-        arrays[4] = np.asarray(inputs[4], dtype=np.int64)
-        res = _marginal_kernel(*arrays, *_rules(_rule_sizes(self.n_nodes)))
+    def perform(self, node: Apply, inputs: Sequence[Any], outputs: OutputStorageType) -> None:
+        """Evaluate the log likelihoods and gradient pieces with the numba kernel."""
+        y, n, log_coef, rule, first, eta, tau = inputs
+        x, lw, sizes = _rules(_rule_sizes(self.n_nodes))
+        res = _marginal_kernel(
+            np.asarray(y, dtype=np.float64),
+            np.asarray(n, dtype=np.float64),
+            np.asarray(log_coef, dtype=np.float64),
+            np.asarray(rule, dtype=np.int64),
+            np.asarray(first, dtype=np.int64),
+            np.asarray(eta, dtype=np.float64),
+            np.asarray(tau, dtype=np.float64),
+            x,
+            lw,
+            sizes,
+        )
         for slot, value in zip(outputs, res, strict=True):
             slot[0] = value
 
-    def infer_shape(self, node, shapes):
+    def infer_shape(self, node: Apply, shapes: Sequence[Any]) -> list[Any]:
+        """Return the shapes of the outputs: each has the shape of ``y``."""
         return [shapes[0]] * 3
 
-    def pullback(self, inputs, outputs, cotangents):
+    def pullback(
+        self,
+        inputs: Sequence[Any],  # TensorVariables (the base class types them as Variable)
+        outputs: Sequence[Any],
+        cotangents: Sequence[Any],
+    ) -> list[Variable]:
+        """Return the gradient of a cost through the log likelihood output.
+
+        Only ``eta`` and ``tau`` receive gradients (the data inputs are disconnected); the two
+        gradient outputs are not differentiable themselves.
+        """
         eta, tau = inputs[5], inputs[6]
         _, g_eta, g_tau = outputs
         g = cotangents[0]
@@ -322,20 +387,31 @@ class MarginalLogLik(Op):
             d_tau = d_tau.sum(keepdims=True)
         return [*(disconnected_type() for _ in range(5)), d_eta, d_tau]
 
-    def connection_pattern(self, node):
+    def connection_pattern(self, node: Apply) -> list[list[bool]]:
+        """Say which outputs depend on which inputs: only the log likelihood on ``eta, tau``."""
         data = [False, False, False]
         return [*([data] * 5), [True, False, False], [True, False, False]]
 
 
 def _register_numba() -> None:
-    from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
+    """Give :class:`MarginalLogLik` a numba implementation (nutpie's default backend)."""
 
     @register_funcify_default_op_cache_key(MarginalLogLik)
-    def numba_funcify_marginal(op, node=None, **kwargs):
+    def numba_funcify_marginal(
+        op: MarginalLogLik, node: Apply | None = None, **kwargs: Any
+    ) -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]:
         x, lw, sizes = _rules(_rule_sizes(op.n_nodes))
 
         @numba.njit
-        def marginal(y, n, log_coef, rule, first, eta, tau):
+        def marginal(
+            y: np.ndarray,
+            n: np.ndarray,
+            log_coef: np.ndarray,
+            rule: np.ndarray,
+            first: np.ndarray,
+            eta: np.ndarray,
+            tau: np.ndarray,
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             return _marginal_kernel(y, n, log_coef, rule, first, eta, tau, x, lw, sizes)
 
         return marginal
@@ -345,15 +421,45 @@ _register_numba()
 
 
 def marginal_loglik(
-    y, n, log_coef, rule, first, eta, tau, n_nodes: int | None = None
+    y: ArrayLike | Variable,
+    n: ArrayLike | Variable,
+    log_coef: ArrayLike | Variable,
+    rule: ArrayLike | Variable,
+    first: ArrayLike | Variable,
+    eta: ArrayLike | Variable,
+    tau: ArrayLike | Variable,
+    n_nodes: int | None = None,
 ) -> pt.TensorVariable:
-    """The per-study log marginal likelihood as a PyTensor expression (differentiable)."""
-    return MarginalLogLik(n_nodes)(y, n, log_coef, rule, first, eta, tau)[0]
+    """Build the per-study log marginal likelihood as a differentiable PyTensor expression.
+
+    Parameters
+    ----------
+    y, n : array_like or Variable
+        Events and sample sizes, shape ``(k,)``.
+    log_coef : array_like or Variable
+        ``log C(n, y)`` per study (:func:`log_binom_coef`).
+    rule : array_like or Variable
+        Each study's quadrature rule (:func:`node_rule`).
+    first : array_like or Variable
+        Each study's first study with the same counts (:func:`first_duplicate`).
+    eta, tau : array_like or Variable
+        Linear predictor and random-effect SD: scalars, or vectors of length 1 or ``k``.
+    n_nodes : int or None
+        Nodes for every study; None picks per study by :data:`NODE_RULES`.
+
+    Returns
+    -------
+    pytensor.tensor.TensorVariable
+        ``log p(y_i | eta_i, tau)``, shape ``(k,)``; its gradient flows to ``eta`` and ``tau``.
+    """
+    # Op.__call__ without a name is make_node(...).outputs (default_output is None)
+    out = MarginalLogLik(n_nodes).make_node(y, n, log_coef, rule, first, eta, tau).outputs[0]
+    assert isinstance(out, pt.TensorVariable)  # make_node's outputs are dvectors
+    return out
 
 
 def log_binom_coef(y: np.ndarray, n: np.ndarray) -> np.ndarray:
     """``log C(n, y)`` per study (the constant the model takes as data)."""
-
     y = np.asarray(y, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     return gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0)
@@ -414,7 +520,7 @@ def _splitmix(z: np.uint64) -> np.uint64:
 
 @numba.njit(cache=True, inline="always")
 def _uniform(key: np.uint64, counter: np.uint64) -> float:
-    """A uniform in (0, 1) from a key and a counter (counter-based generator)."""
+    """Return a uniform in (0, 1) from a key and a counter (counter-based generator)."""
     bits = _splitmix(key ^ _splitmix(counter)) >> np.uint64(11)
     return (float(bits) + 0.5) / 9007199254740992.0  # 2**53
 
@@ -427,7 +533,7 @@ def _log_h(t: float, d: float, y: float, n: float, tau: float) -> tuple[float, f
 
 
 @numba.njit(cache=True)
-def _draw_one(y, n, eta, tau, key):
+def _draw_one(y: float, n: float, eta: float, tau: float, key: np.uint64) -> float:
     """One exact draw of theta from its conditional (three-tangent envelope rejection)."""
     m, c = _mode(y, n, eta, tau)
     sd = 1.0 / math.sqrt(c)
@@ -465,7 +571,10 @@ def _draw_one(y, n, eta, tau, key):
 
 
 @numba.njit(cache=True)
-def _draw_kernel(y, n, eta, tau, seed):
+def _draw_kernel(
+    y: np.ndarray, n: np.ndarray, eta: np.ndarray, tau: np.ndarray, seed: np.uint64
+) -> np.ndarray:
+    """Draw theta exactly for ``eta`` (S, k) and ``tau`` (S,); draw ``(s, i)`` keyed by ``seed``."""
     s_count, k = eta.shape
     out = np.empty((s_count, k))
     base = _splitmix(np.uint64(seed))

@@ -24,8 +24,8 @@ Gauss–Hermite per study, see :mod:`bayes_va.engine.marginal`)::
 so the sampler sees only mu, tau (and beta), on scales chosen so that the posterior is close to
 Gaussian whatever the study sizes: tau = softplus(tau_u) and mu whitened given tau (see
 :func:`_marginal_model`); theta is drawn afterwards from its exact conditional
-(:func:`bayes_va.engine.derived.add_derived`). ``centred`` samples theta directly (it mixes well when
-a few huge studies pin their theta_i, and diverges on small ones); ``noncentred`` samples
+(:func:`bayes_va.engine.derived.add_derived`). ``centred`` samples theta directly (it mixes well
+when a few huge studies pin their theta_i, and diverges on small ones); ``noncentred`` samples
 z_i ~ Normal(0, 1), theta_i = mu + tau * z_i (the opposite). Only the marginal route held on
 every simulated data set of ``bench/reports/robustness.md``.
 
@@ -38,7 +38,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pymc as pm
+import pytensor.tensor as pt
+from pytensor.tensor.variable import TensorVariable
 
+from bayes_va.config.priors import FAMILIES, used_priors
 from bayes_va.engine.marginal import first_duplicate, log_binom_coef, marginal_loglik, node_rule
 from bayes_va.numerics.exact import empirical_logits
 
@@ -49,17 +52,27 @@ if TYPE_CHECKING:
 
 
 def _used_priors(cfg: Config, n_coef: int) -> dict[str, Prior]:
-    used = {"mu": cfg.priors.mu}
-    used["tau" if cfg.model.family == "logit_normal" else "phi"] = (
-        cfg.priors.tau if cfg.model.family == "logit_normal" else cfg.priors.phi
-    )
-    if n_coef:
-        used["beta"] = cfg.priors.beta
+    """Return ``used_priors(cfg)``, checked against the design's moderator columns."""
+    used = used_priors(cfg)
+    if ("beta" in used) != bool(n_coef):
+        raise ValueError(
+            f"the design has {n_coef} moderator column(s) but model.moderators is "
+            f"{list(cfg.model.moderators)}: build the design from the config"
+        )
     return used
 
 
-def structure_key(cfg: Config, data: StudyData, design: Design) -> tuple:
-    """What determines the compiled graph: family, parametrisation, prior families, shapes."""
+def _distribution(prior: Prior) -> type[pm.Distribution]:
+    """Return the PyMC distribution of ``prior``'s family (named in the prior table)."""
+    return getattr(pm, FAMILIES[prior.dist].pymc)
+
+
+def structure_key(cfg: Config, data: StudyData, design: Design) -> tuple[object, ...]:
+    """Return what determines the compiled graph: family, parametrisation, prior families, shapes.
+
+    Two configurations with equal keys share one compiled model; they differ only in the
+    values of its ``pm.Data`` containers (:func:`data_values`).
+    """
     priors = _used_priors(cfg, design.X.shape[1])
     return (
         cfg.model.family,
@@ -71,10 +84,13 @@ def structure_key(cfg: Config, data: StudyData, design: Design) -> tuple:
 
 
 def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, object]:
-    """Values of every ``pm.Data`` container (counts, design matrix, prior parameters)."""
+    """Return the value of every ``pm.Data`` container (counts, design matrix, prior parameters).
+
+    Setting these on a model built by :func:`build_model` for a configuration with the same
+    :func:`structure_key` turns it into the model of ``cfg`` on ``data``.
+    """
     values: dict[str, object] = {"n": data.n, "y_obs": data.y}
     if cfg.model.family == "logit_normal" and cfg.model.parametrisation == "marginal":
-
         values["log_binom_coef"] = log_binom_coef(data.y, data.n)
         values["quad_rule"] = node_rule(data.y, data.n)
         values["first_same_counts"] = first_duplicate(data.y, data.n)
@@ -89,13 +105,14 @@ def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, objec
     return values
 
 
-def _prior_params(name: str, prior: Prior) -> dict[str, object]:
-    """The prior's parameters as ``pm.Data`` (swappable without recompiling)."""
+def _prior_params(name: str, prior: Prior) -> dict[str, TensorVariable]:
+    """Return the prior's parameters as ``pm.Data`` (swappable without recompiling)."""
     return {p: pm.Data(f"prior_{name}_{p}", v) for p, v in prior.params.items()}
 
 
-def _prior(name: str, prior: Prior, dims: str | None = None) -> pm.Distribution:
-    return getattr(pm, prior.dist)(name, **_prior_params(name, prior), dims=dims)
+def _prior(name: str, prior: Prior, dims: str | None = None) -> TensorVariable:
+    """Add the free variable ``name`` with prior ``prior``, its parameters as ``pm.Data``."""
+    return _distribution(prior)(name, **_prior_params(name, prior), dims=dims)
 
 
 def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
@@ -157,21 +174,40 @@ def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
     return model
 
 
-def _marginal_likelihood(data: StudyData, n, y_obs, eta, tau) -> None:
-    """Observed ``y`` with theta integrated out (see :mod:`bayes_va.engine.marginal`)."""
-
+def _marginal_likelihood(
+    data: StudyData,
+    n: TensorVariable,
+    y_obs: TensorVariable,
+    eta: TensorVariable,
+    tau: TensorVariable,
+) -> None:
+    """Add the observed ``y`` with theta integrated out (see :mod:`bayes_va.engine.marginal`)."""
     log_coef = pm.Data("log_binom_coef", log_binom_coef(data.y, data.n), dims="study")
     rule = pm.Data("quad_rule", node_rule(data.y, data.n), dims="study")
     first = pm.Data("first_same_counts", first_duplicate(data.y, data.n), dims="study")
 
-    def logp(value, eta, tau, n, log_coef, rule, first):
+    def logp(
+        value: TensorVariable,
+        eta: TensorVariable,
+        tau: TensorVariable,
+        n: TensorVariable,
+        log_coef: TensorVariable,
+        rule: TensorVariable,
+        first: TensorVariable,
+    ) -> TensorVariable:
         return marginal_loglik(value, n, log_coef, rule, first, eta, tau)
 
     pm.CustomDist("y", eta, tau, n, log_coef, rule, first, logp=logp, observed=y_obs, dims="study")
 
 
-def _marginal_model(data: StudyData, design: Design, priors: dict[str, Prior], n, y_obs) -> None:
-    """The ``marginal`` route: θ integrated out; μ, τ (and β) on near-Gaussian scales.
+def _marginal_model(
+    data: StudyData,
+    design: Design,
+    priors: dict[str, Prior],
+    n: TensorVariable,
+    y_obs: TensorVariable,
+) -> None:
+    """Add the ``marginal`` route: θ integrated out; μ, τ (and β) on near-Gaussian scales.
 
     With θ integrated out the posterior lives on (μ, τ, β), and its shape still varies:
     μ's conditional spread changes with τ (about τ/√k when τ dominates the studies' sampling
@@ -188,8 +224,6 @@ def _marginal_model(data: StudyData, design: Design, priors: dict[str, Prior], n
     Both are exact changes of variables: the priors of μ and τ and the log-Jacobians enter as
     potentials, so the posterior is unchanged; only the shape the sampler sees is.
     """
-    import pytensor.tensor as pt
-
     y_hat, s2 = empirical_logits(data.y, data.n)
     y_hat_d = pm.Data("empirical_logit", y_hat, dims="study")
     s2_d = pm.Data("empirical_logit_var", s2, dims="study")
@@ -215,6 +249,6 @@ def _marginal_model(data: StudyData, design: Design, priors: dict[str, Prior], n
     _marginal_likelihood(data, n, y_obs, mu + eta_offset, tau)
 
 
-def _logp(prior: Prior, name: str, value):
-    """Log density of ``prior`` at ``value``, its parameters as ``pm.Data`` (swappable)."""
-    return pm.logp(getattr(pm, prior.dist).dist(**_prior_params(name, prior)), value)
+def _logp(prior: Prior, name: str, value: TensorVariable) -> TensorVariable:
+    """Return the log density of ``prior`` at ``value``, its parameters as ``pm.Data``."""
+    return pm.logp(_distribution(prior).dist(**_prior_params(name, prior)), value)

@@ -68,6 +68,7 @@ def clear_compiled_cache() -> None:
 
 
 def _nutpie(cfg: Config, data: StudyData, design: Design) -> SamplerRun:
+    # lazy: nutpie (a compiled extension) only for the nutpie backend
     import nutpie
 
     key = structure_key(cfg, data, design)

@@ -34,7 +34,7 @@ FIT_MODULES = (
 
 @cache
 def code_hash() -> str:
-    """SHA-256 over the fitting modules' source and the numerical stack's versions."""
+    """Hash (SHA-256) the fitting modules' source and the numerical stack's versions."""
     h = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]  # the bayes_va package
     files = []
@@ -44,7 +44,9 @@ def code_hash() -> str:
         elif (root / m / "__init__.py").exists():
             files += sorted((root / m).rglob("*.py"))
         else:  # a renamed module must not silently drop out of the cache key
-            raise FileNotFoundError(f"bayes_va.fitting.cache.FIT_MODULES names a missing module {m!r}")
+            raise FileNotFoundError(
+                f"bayes_va.fitting.cache.FIT_MODULES names a missing module {m!r}"
+            )
     for f in files:
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())

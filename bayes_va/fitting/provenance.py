@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ PACKAGES = ("bayes_va", "pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy",
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that shape the numbers."""
+    """Return the installed versions of the packages that shape the numbers."""
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -30,7 +31,7 @@ def package_versions() -> dict[str, str]:
 
 
 def lock_hash(root: Path | None = None) -> str | None:
-    """SHA-256 of the checkout's lock file, as ``sha256sum requirements.lock`` prints it.
+    """Hash the checkout's lock file (SHA-256, as ``sha256sum requirements.lock`` prints it).
 
     ``make`` installs the environment from this file (and reinstalls when it changes).
     ``root`` is the source checkout (default: the one this package is imported from). ``None``
@@ -45,7 +46,7 @@ def lock_hash(root: Path | None = None) -> str | None:
 
 
 def data_files_hash(data_dir: Path) -> dict[str, str]:
-    """SHA-256 of each known table file present in ``data_dir``."""
+    """Hash (SHA-256) each known table file present in ``data_dir``."""
     out = {}
     for schema in TABLES.values():
         f = Path(data_dir) / schema.filename
@@ -54,9 +55,22 @@ def data_files_hash(data_dir: Path) -> dict[str, str]:
     return out
 
 
-def provenance_record(cfg: Any, data: Any) -> dict[str, Any]:
-    """Config (resolved), hashes, versions and seed of one fit. Contains no timestamps."""
-    return {
+def provenance_record(
+    cfg: Any, data: Any, overrides: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Record the config (resolved), hashes, versions and seed of one fit; no timestamps.
+
+    Parameters
+    ----------
+    cfg : Config
+        The resolved config (``config_hash`` is its hash, overrides applied).
+    data : StudyData
+        The counts the model saw.
+    overrides : sequence of str, optional
+        The ``"key=value"`` overrides the config was loaded with, as given; stored under
+        ``overrides`` only when there are any, so a plain fit's record is unchanged.
+    """
+    record = {
         "config": cfg.to_dict(),
         "config_hash": cfg.hash(),
         "data_hash": data.hash(),
@@ -69,3 +83,15 @@ def provenance_record(cfg: Any, data: Any) -> dict[str, Any]:
         "platform": f"{platform.system()} {platform.machine()}",
         "argv_python": sys.executable.rsplit("/", 1)[-1],
     }
+    if overrides:
+        record["overrides"] = list(overrides)
+    return record
+
+
+def overrides_suffix(cfg: Any) -> str:
+    """Return the suffix of a results folder written with overrides: ``+`` and 8 hex digits.
+
+    The digits start the resolved config's hash, so the same overrides (the same resolved
+    config) always reuse one folder and never another config's.
+    """
+    return f"+{cfg.hash()[:8]}"

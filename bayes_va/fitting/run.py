@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
 
-from bayes_va.config.model import Config, load_config, parse_override
+from bayes_va.config.model import Config, apply_overrides, load_config
 from bayes_va.config.priors import log_density
 from bayes_va.data.dataset import StudyData, build_dataset
 from bayes_va.data.moderators import build_design
 from bayes_va.engine.derived import add_derived
+from bayes_va.engine.prior import add_prior
 from bayes_va.engine.sampling import run_sampler
-from bayes_va.fitting.diagnostics import compute_diagnostics
+from bayes_va.fitting.diagnostics import Timings, compute_diagnostics
 from bayes_va.fitting.estimates import (
     CI_PROB,
+    Estimates,
     exact_reference,
     headline,
     moderator_effects,
-    study_table,
+    study_rows,
 )
 from bayes_va.fitting.provenance import provenance_record
 from bayes_va.fitting.results import FitResult
@@ -32,7 +36,20 @@ EXACT_MAX_K = 200
 def exact_posterior(
     cfg: Config, data: StudyData
 ) -> exact.ExactPosterior | exact.ExactBetaBinomialPosterior:
-    """The quadrature posterior of ``cfg``'s intercept-only model under its priors."""
+    """Compute the quadrature posterior of ``cfg``'s intercept-only model under its priors.
+
+    Parameters
+    ----------
+    cfg : Config
+        Family and priors; moderators are not used (the reference has no regression).
+    data : StudyData
+        Counts per study.
+
+    Returns
+    -------
+    ExactPosterior or ExactBetaBinomialPosterior
+        Over (mu, tau) for the logit-normal family, (mu, phi) for the beta-binomial.
+    """
     if cfg.model.family == "beta_binomial":
         return exact.posterior_grid_beta_binomial(
             data.y,
@@ -63,7 +80,8 @@ def fit(
     config : path or Config
         A TOML config (``"models/base.toml"``) or a loaded :class:`Config`.
     overrides : dict or list of "key=value", optional
-        Dotted-key overrides, e.g. ``{"sampler.seed": 7}`` (only with a path).
+        Dotted-key overrides, e.g. ``{"sampler.seed": 7}`` or ``["sampler.seed=7"]``; recorded
+        in the provenance (``overrides``, see :func:`override_list`).
     data : StudyData, optional
         Use these counts instead of the config's data selection (simulations).
     out_dir : path, optional
@@ -79,10 +97,9 @@ def fit(
         does not raise here (the CLI turns it into a non-zero exit).
     """
     t_start = time.perf_counter()
+    given = override_list(overrides)
     if isinstance(config, Config):
-        if isinstance(overrides, list):  # "key=value" strings, as on the command line
-            overrides = dict(parse_override(o) for o in overrides)
-        cfg = config.replace(**overrides) if overrides else config
+        cfg = apply_overrides(config, overrides)
     else:
         cfg = load_config(config, overrides)
     if data is None:
@@ -91,6 +108,7 @@ def fit(
     design = build_design(data.table, cfg.model.moderators, cfg.model.reference)
     run = run_sampler(cfg, data, design)
     tree = add_derived(run.tree, data, cfg.sampler.seed, cfg.model.family, design)
+    tree = add_prior(tree, cfg, data, design)  # own seed stream: the posterior is unchanged
     diag = compute_diagnostics(
         tree, cfg.diagnostics, sampled_theta=cfg.model.parametrisation != "marginal"
     )
@@ -107,24 +125,39 @@ def fit(
     mle_exists = 0 < data.y.sum() < data.n.sum()
     classical = glmm.fit_glmm(data.y, data.n) if plain and mle_exists else None
 
-    estimates = {
-        "k": data.k,
-        "family": cfg.model.family,
-        "ci_prob": CI_PROB,
-        "bayes": headline(tree),
-        "exact": exact_reference(ref) if ref is not None else None,
-        "glmm": classical.to_dict() if classical is not None else None,
-        "moderators": moderator_effects(tree),
-        "studies": study_table(tree, data).to_dict(orient="records"),
-    }
-    diag["timings"] = {
-        "compile_seconds": run.compile_seconds,
-        "sample_seconds": run.sample_seconds,
-        "reused_compiled_model": run.reused_compiled,
-        "exact_seconds": t_exact,
-        "fit_seconds": time.perf_counter() - t_start,
-    }
-    result = FitResult(cfg, data, tree, estimates, diag, provenance_record(cfg, data))
+    estimates = Estimates(
+        k=data.k,
+        family=cfg.model.family,
+        ci_prob=CI_PROB,
+        **headline(tree),
+        exact=exact_reference(ref) if ref is not None else None,
+        glmm=classical,
+        moderators=moderator_effects(tree),
+        studies=study_rows(tree, data),
+    )
+    timings = Timings(
+        compile_seconds=run.compile_seconds,
+        sample_seconds=run.sample_seconds,
+        reused_compiled_model=run.reused_compiled,
+        exact_seconds=t_exact,
+        fit_seconds=time.perf_counter() - t_start,
+    )
+    diag = dataclasses.replace(diag, timings=timings)
+    prov = provenance_record(cfg, data, overrides=given)
+    result = FitResult(cfg, data, tree, estimates, diag, prov)
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+def override_list(overrides: dict[str, Any] | list[str] | None) -> list[str]:
+    """Return overrides as ``"key=value"`` strings: a list as given, a dict's values as JSON.
+
+    JSON numbers, strings, booleans and lists are also TOML, so each string parses back with
+    :func:`bayes_va.config.model.parse_override`.
+    """
+    if not overrides:
+        return []
+    if isinstance(overrides, list):
+        return [str(o) for o in overrides]
+    return [f"{k}={json.dumps(v, sort_keys=True)}" for k, v in overrides.items()]

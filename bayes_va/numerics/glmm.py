@@ -6,9 +6,10 @@ The model of R's ``metafor::rma.glmm(measure = "PLO", method = "ML")`` and
     y_i ~ Binomial(n_i, expit(theta_i)),   theta_i ~ Normal(mu, tau)
 
 fitted by maximising the marginal likelihood, with ``theta_i`` integrated out by adaptive
-Gauss-Hermite quadrature (:func:`bayes_va.numerics.exact.random_effect_nodes`). The gradient and Hessian
-come from the same quadrature (Louis' identity: moments of ``theta_i - mu`` under each study's
-conditional posterior), so the optimiser and the standard errors need no finite differences.
+Gauss-Hermite quadrature (:func:`bayes_va.numerics.exact.random_effect_nodes`). The gradient and
+Hessian come from the same quadrature (Louis' identity: moments of ``theta_i - mu`` under each
+study's conditional posterior), so the optimiser and the standard errors need no finite
+differences.
 
 This is the frequentist reference the Bayesian fits are compared with; :func:`fit_glmm`
 reproduces metafor to the printed digits (see ``tests/test_glmm.py``).

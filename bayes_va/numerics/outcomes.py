@@ -57,7 +57,8 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
-#: Posterior summaries use equal-tailed intervals of this probability (as bayes_va.fitting.estimates).
+#: Posterior summaries use equal-tailed intervals of this probability (as in
+#: bayes_va.fitting.estimates).
 CI_PROB = 0.95
 #: Default seed of the draws (the project's base seed).
 DEFAULT_SEED = 20231123
@@ -95,6 +96,7 @@ class BetaPrior:
     label: str = ""
 
     def __post_init__(self) -> None:
+        """Check ``a, b > 0`` and finite; default the label to ``Beta(a, b)``."""
         if not (math.isfinite(self.a) and math.isfinite(self.b) and self.a > 0 and self.b > 0):
             raise OutcomeError(f"Beta prior needs a > 0 and b > 0, got a={self.a}, b={self.b}")
         if not self.label:
@@ -303,7 +305,6 @@ def avf_contrasts(
     dict
         Contrast id → :class:`LogOddsRatio`, in file order.
     """
-
     table = load_table("avf_contrasts", data_dir)
     out: dict[str, LogOddsRatio] = {}
     for i, (name, grp) in enumerate(table.groupby("contrast", sort=False)):
@@ -397,9 +398,8 @@ def gaughen_outcomes(
     The counts are read from ``gaughen2002.csv`` (``value`` of ``denominator``): pain reduced by
     >= 3 points in 5 of 6 patients; mobility improved in 4 of the 4 with impaired mobility.
     """
-
     table = load_table("gaughen2002", data_dir).set_index("measure")
-    out = []
+    out: list[ProportionPosterior] = []
     for measure, description in GAUGHEN_MEASURES.items():
         if measure not in table.index:
             raise OutcomeError(f"gaughen2002.csv has no row {measure!r}")

@@ -31,10 +31,10 @@ Outcomes
     (``result.linear_predictor({"log_followup_months": h})``; ``predictive`` adds ``tau * z``).
     Effects: brace (braced vs unbraced) and intradiscal leakage (spike, round or any type vs
     none) log odds ratios of Reyhani Yassavoly 2025 from exact binomials with Jeffreys priors
-    (:mod:`bayes_va.numerics.outcomes`), unadjusted and assumed additive on the logit scale. ``alpha_s``
-    is calibrated over Reyhani's composition (31/251 braced; leakage 9 spike, 2 round of 251,
-    independent of bracing) or, with ``reference="unexposed"``, set so that an unbraced patient
-    without leakage has risk ``b_s``.
+    (:mod:`bayes_va.numerics.outcomes`), unadjusted and assumed additive on the logit scale.
+    ``alpha_s`` is calibrated over Reyhani's composition (31/251 braced; leakage 9 spike, 2 round
+    of 251, independent of bracing) or, with ``reference="unexposed"``, set so that an unbraced
+    patient without leakage has risk ``b_s``.
 
 ``calibration="mean_profile"`` replaces the cohort average by ``alpha_s = logit b_s`` (the
 baseline is the risk at the mean profile), for comparison only.
@@ -48,14 +48,22 @@ Modules
 ``profiles`` covariates and validation of patient profiles; ``coefficients`` An 2021 Table 2;
 ``cohort`` pseudo-cohorts and intercept calibration; ``layer`` the logistic layer and
 :class:`RiskModel`; ``baselines`` revision/AVF baselines and the transport prior; ``builders``
-the model of each outcome; ``config`` :class:`RiskConfig` and :func:`build_model`; ``figures``;
-``constants``, ``numerics`` and ``errors`` shared by all.
+the model of each outcome; ``build`` :func:`build_model` from a :class:`RiskConfig` (its
+schema is :mod:`bayes_va.config.risk`); ``constants``, ``numerics`` and ``errors`` shared by
+all. Its figures are in :mod:`bayes_va.viz.risk`.
+
+Layer: may import :mod:`bayes_va.checking` and the layers below it (results are read through
+:mod:`bayes_va.fitting`), but not PyMC, PyTensor, nutpie or matplotlib.
 """
 
 from __future__ import annotations
 
+from bayes_va.config.risk import RiskConfig, TransportPrior, load_risk_config
+from bayes_va.config.risk import risk_config_from_dict as risk_config_from_dict
 from bayes_va.risk.baselines import AVFSource as AVFSource
-from bayes_va.risk.baselines import TransportPrior, avf_baseline, load_source, revision_baseline
+from bayes_va.risk.baselines import avf_baseline, load_source, revision_baseline
+from bayes_va.risk.baselines import transport_draws as transport_draws
+from bayes_va.risk.build import build_model
 from bayes_va.risk.builders import avf_model, recompression_model, revision_model, transport_table
 from bayes_va.risk.coefficients import Coefficients, an2021_coefficients
 from bayes_va.risk.cohort import (
@@ -67,8 +75,6 @@ from bayes_va.risk.cohort import (
 )
 from bayes_va.risk.cohort import _an_table1 as _an_table1
 from bayes_va.risk.cohort import an2021_cohort_ranges as an2021_cohort_ranges
-from bayes_va.risk.config import RiskConfig, build_model, load_risk_config
-from bayes_va.risk.config import risk_config_from_dict as risk_config_from_dict
 from bayes_va.risk.constants import CALIBRATION_TOL as CALIBRATION_TOL
 from bayes_va.risk.constants import CI_PROB as CI_PROB
 from bayes_va.risk.constants import DEFAULT_DRAWS as DEFAULT_DRAWS

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import os
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -11,9 +10,9 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
-from bayes_va.config.model import load_config
+from bayes_va.config.model import find_root, load_config
 from bayes_va.config.priors import log_density
-from bayes_va.core.errors import ConfigError
+from bayes_va.config.risk import TransportPrior
 from bayes_va.data.dataset import build_dataset
 from bayes_va.fitting.results import load_result
 from bayes_va.numerics import exact
@@ -28,6 +27,14 @@ from bayes_va.risk.constants import (
 from bayes_va.risk.errors import RiskInputError
 from bayes_va.risk.numerics import _rng
 
+#: The fits the risk layer reads by default: outcome -> (results folder, the model config that
+#: must have written it). The folder is the risk config's default (relative to the working
+#: directory); the model config is relative to the project holding the folder.
+DEFAULT_FITS: dict[str, tuple[str, str]] = {
+    "revision": ("results/base", "models/base.toml"),
+    "avf": ("results/avf", "models/avf/base.toml"),
+}
+
 
 class _HasTree(Protocol):
     tree: xr.DataTree
@@ -36,15 +43,18 @@ class _HasTree(Protocol):
 class AVFSource(Protocol):
     """What the AVF baseline needs from a fit: the meta-regression's linear predictor."""
 
-    tree: xr.DataTree
+    @property
+    def tree(self) -> xr.DataTree:
+        """Posterior draws (a frozen FitResult's attribute: read-only is enough)."""
+        ...
 
     def linear_predictor(self, moderators: dict[str, str | float] | None = None) -> xr.DataArray:
-        """Draws (dims ``chain``, ``draw``) of a new study's logit proportion."""
+        """Return draws (dims ``chain``, ``draw``) of a new study's logit proportion."""
         ...
 
 
 def _check_table(source: Any, table: str) -> None:
-    """A fit's outcome table must be ``table`` (a revision baseline from an AVF fit is an error)."""
+    """Refuse a fit of another outcome table (a revision baseline from an AVF fit)."""
     cfg = getattr(source, "config", None)
     got = getattr(getattr(cfg, "data", None), "table", None)
     if got is not None and got != table:
@@ -54,7 +64,8 @@ def _check_table(source: Any, table: str) -> None:
         )
 
 
-def _flat(da: xr.DataArray) -> FloatArray:
+def _flat(da: Any) -> FloatArray:
+    """Return draws as a flat float array, chain-major (a DataArray or any array-like)."""
     if {"chain", "draw"} <= set(da.dims):
         return np.asarray(da.transpose("chain", "draw", ...).values, dtype=float).ravel()
     return np.asarray(da.values, dtype=float).ravel()
@@ -69,7 +80,8 @@ def _resample(values: FloatArray, n_draws: int, seed: int) -> FloatArray:
 
 
 def load_source(spec: Any) -> Any:
-    """A baseline source ready for reuse: a results folder is loaded once (a FitResult);
+    """Return a baseline source ready for reuse: a results folder loaded once (a FitResult).
+
     ``"exact:CONFIG"`` strings and objects pass through unchanged.
 
     Raises
@@ -90,9 +102,58 @@ def load_source(spec: Any) -> Any:
     return load_result(path)
 
 
-def _exact_draws(config: str | Path, kind: str, n_draws: int, seed: int) -> FloatArray:
-    """Draws of the pooled or predictive proportion from the exact quadrature posterior."""
+def load_configured_source(spec: Any, outcome: str) -> Any:
+    """Load the baseline source a risk config names, checking which fit a default folder holds.
 
+    When ``spec`` is the default results folder of ``outcome`` (:data:`DEFAULT_FITS`), the fit
+    there must come from the expected model config, unchanged: a folder written with
+    ``--set`` overrides, or from another config, raises. A source given explicitly (``bayes-va
+    risk --results DIR``, ``build_model(..., source=DIR)``) is loaded with :func:`load_source`
+    and not checked.
+
+    Raises
+    ------
+    RiskInputError
+        When the default folder's fit comes from another config (both are named).
+    """
+    source = load_source(spec)
+    folder, config = DEFAULT_FITS[outcome]
+    is_folder = isinstance(spec, str | Path) and not str(spec).startswith("exact:")
+    if is_folder and os.path.normpath(spec) == os.path.normpath(folder):
+        check_fit_config(source, Path(spec), config)
+    return source
+
+
+def check_fit_config(result: Any, folder: Path, config: str) -> None:
+    """Check that the fit loaded from ``folder`` was made from the model config ``config``.
+
+    ``config`` is relative to the project holding ``folder``. The configs are compared by the
+    hash of the resolved config (overrides applied); without that file, only a fit recorded
+    with overrides is refused.
+
+    Raises
+    ------
+    RiskInputError
+        Naming the fit's config (with its overrides) and the expected one.
+    """
+    prov = getattr(result, "provenance", None) or {}
+    overrides = list(prov.get("overrides") or [])
+    got = result.config
+    path = find_root(folder.resolve()) / config
+    want = load_config(path) if path.is_file() else None
+    if (got.hash() == want.hash()) if want is not None else not overrides:
+        return
+    made = f"config '{got.name}'" + (f" with overrides {', '.join(overrides)}" if overrides else "")
+    expected = f"{config} (config '{want.name}', hash {want.hash()[:8]})" if want else config
+    raise RiskInputError(
+        f"{folder} holds a fit of {made} (hash {got.hash()[:8]}), but the risk layer expects a "
+        f"fit of {expected}: run `bayes-va fit {config}`, or name the folder explicitly "
+        f"(--results {folder}) to use this fit"
+    )
+
+
+def _exact_draws(config: str | Path, kind: str, n_draws: int, seed: int) -> FloatArray:
+    """Draw the pooled or predictive proportion from the exact quadrature posterior."""
     cfg = load_config(config)
     if cfg.data.table != "revision" or cfg.model.family != "logit_normal" or cfg.model.moderators:
         raise RiskInputError(
@@ -126,7 +187,7 @@ def revision_baseline(
     n_draws: int = DEFAULT_DRAWS,
     seed: int = DEFAULT_SEED,
 ) -> FloatArray:
-    """Draws of the revision baseline proportion.
+    """Draw the revision baseline proportion.
 
     Parameters
     ----------
@@ -171,26 +232,50 @@ def avf_baseline(
     seed: int = DEFAULT_SEED,
     moderator: str = "log_followup_months",
 ) -> FloatArray:
-    """Draws of the AVF risk by ``horizon_months`` from the AVF meta-regression.
+    """Draw the AVF risk by ``horizon_months`` from the AVF meta-regression.
 
     Calls ``source.linear_predictor({moderator: horizon_months})`` (the fit takes the raw
     months and logs them itself) for ``pooled``; ``predictive`` adds ``tau * z``, ``z ~ N(0, 1)``
     (stream ``STREAM_PREDICTIVE``), the spread of a new cohort. The follow-up moderator is each
     cohort's mean follow-up, so "risk by h months" reads the between-cohort trend as a
     within-patient cumulative incidence: an approximation.
+
+    Parameters
+    ----------
+    source : AVFSource, str or Path
+        A fit of the AVF table with a follow-up moderator, or its results folder.
+    horizon_months : float
+        Follow-up in months, in (0, 120].
+    kind : {"pooled", "predictive"}
+        Population mean risk or a new cohort's risk.
+    n_draws, seed : int
+        Draws are resampled to ``n_draws`` (stream ``STREAM_BASELINE``) when counts differ.
+    moderator : str
+        Name of the follow-up moderator in the fit.
+
+    Returns
+    -------
+    ndarray, shape (n_draws,)
+        Risk draws, as probabilities.
+
+    Raises
+    ------
+    RiskInputError
+        For a bad ``kind`` or horizon, a fit of another table, or a fit without the linear
+        predictor (or without ``tau`` for ``predictive``).
     """
     if kind not in ("pooled", "predictive"):
         raise RiskInputError(f"baseline is {kind!r}; allowed: pooled, predictive")
     if not 0 < horizon_months <= 120:
         raise RiskInputError(f"horizon_months must lie in (0, 120], got {horizon_months}")
-    source = load_source(source)
-    _check_table(source, "avf")
-    if not hasattr(source, "linear_predictor"):
+    fit: Any = load_source(source)
+    _check_table(fit, "avf")
+    if not hasattr(fit, "linear_predictor"):
         raise RiskInputError("the AVF baseline needs a fit with a linear_predictor method")
-    lp = source.linear_predictor({moderator: float(horizon_months)})
+    lp = fit.linear_predictor({moderator: float(horizon_months)})
     eta = _flat(lp)
     if kind == "predictive":
-        post = source.tree["posterior"]
+        post = fit.tree["posterior"]
         if "tau" not in post.data_vars:
             raise RiskInputError("this AVF fit has no tau; use the pooled baseline")
         eta = eta + _flat(post["tau"]) * _rng(seed, STREAM_PREDICTIVE).standard_normal(eta.size)
@@ -200,48 +285,8 @@ def avf_baseline(
 # ------------------------------------------------------------------------------- transport
 
 
-@dataclass(frozen=True)
-class TransportPrior:
-    """Prior of the transport factor ``lambda``: ``Fixed(value)`` or ``Beta(alpha, beta)``."""
-
-    dist: Literal["Fixed", "Beta"] = "Beta"
-    value: float = 1.0
-    alpha: float = 2.0
-    beta: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.dist == "Fixed" and not 0.0 <= self.value <= 1.0:
-            raise ConfigError(f"transport: a fixed lambda must lie in [0, 1], got {self.value}")
-        if self.dist == "Beta" and not (self.alpha > 0 and self.beta > 0):
-            raise ConfigError(
-                f"transport: Beta needs alpha > 0 and beta > 0, got {self.alpha}, {self.beta}"
-            )
-        if self.dist not in ("Fixed", "Beta"):
-            raise ConfigError(f"transport.dist is {self.dist!r}; allowed: Fixed, Beta")
-
-    def __str__(self) -> str:
-        if self.dist == "Fixed":
-            what = {0.0: " (no transport)", 1.0: " (full transport)"}.get(self.value, "")
-            return f"lambda = {self.value:g}{what}"
-        return f"lambda ~ Beta({self.alpha:g}, {self.beta:g})"
-
-    def draws(self, n_draws: int, seed: int) -> FloatArray:
-        """Draws of ``lambda`` (stream ``STREAM_TRANSPORT``)."""
-        if self.dist == "Fixed":
-            return np.full(n_draws, self.value)
-        return _rng(seed, STREAM_TRANSPORT).beta(self.alpha, self.beta, n_draws)
-
-    @classmethod
-    def parse(cls, text: str) -> TransportPrior:
-        """``"1"``, ``"0.5"`` (fixed) or ``"beta:2,2"`` / ``"Beta(2, 2)"``."""
-        t = text.strip()
-        m = re.fullmatch(r"(?i)beta\s*(?::|\()\s*([^,\s]+)\s*,\s*([^)\s]+)\s*\)?", t)
-        try:
-            if m:
-                return cls("Beta", alpha=float(m.group(1)), beta=float(m.group(2)))
-            return cls("Fixed", value=float(t))
-        except ValueError:
-            raise ConfigError(
-                f"lambda {text!r}: give a number in [0, 1] (1 = full transport, 0 = none) or "
-                "beta:A,B (e.g. beta:2,2)"
-            ) from None
+def transport_draws(transport: TransportPrior, n_draws: int, seed: int) -> FloatArray:
+    """Draw ``lambda`` from ``transport`` (stream ``STREAM_TRANSPORT``)."""
+    if transport.dist == "Fixed":
+        return np.full(n_draws, transport.value)
+    return _rng(seed, STREAM_TRANSPORT).beta(transport.alpha, transport.beta, n_draws)

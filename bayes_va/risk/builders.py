@@ -12,7 +12,13 @@ from scipy import special
 
 from bayes_va.data.tables import load_table
 from bayes_va.numerics import outcomes
-from bayes_va.risk.baselines import AVFSource, TransportPrior, avf_baseline, revision_baseline
+from bayes_va.risk.baselines import (
+    AVFSource,
+    TransportPrior,
+    avf_baseline,
+    revision_baseline,
+    transport_draws,
+)
 from bayes_va.risk.coefficients import Coefficients, an2021_coefficients
 from bayes_va.risk.cohort import (
     PseudoCohort,
@@ -80,7 +86,7 @@ def recompression_model(
     replicates: int | None = None,
     data_dir: str | Path | None = None,
 ) -> RiskModel:
-    """Recompression risk (An 2021) with the baseline calibrated to 82/257.
+    """Build the recompression risk (An 2021) with the baseline calibrated to 82/257.
 
     Parameters
     ----------
@@ -135,7 +141,7 @@ def revision_model(
     replicates: int | None = None,
     data_dir: str | Path | None = None,
 ) -> RiskModel:
-    """Revision risk: pooled revision baseline plus transported recompression effects.
+    """Build the revision risk: pooled revision baseline plus transported recompression effects.
 
     ``alpha_s`` is calibrated so the mean risk over the An pseudo-cohort equals the baseline
     draw ``b_s``; effects are ``lambda_s * beta_s`` with the same ``beta_s`` draws as
@@ -153,7 +159,7 @@ def revision_model(
     transport = transport or TransportPrior()
     coefs, beta, cohort, ranges = _an_parts(n_draws, seed, endplate_reading, replicates, data_dir)
     base = revision_baseline(baseline_source, kind=baseline, n_draws=n_draws, seed=seed)
-    lam = transport.draws(n_draws, seed)
+    lam = transport_draws(transport, n_draws, seed)
     eff = lam[:, None] * beta
     alpha = _alpha(eff, cohort, base, calibration)
     notes = (
@@ -183,7 +189,6 @@ def _describe(source: Any) -> str:
 
 def _avf_groups(data_dir: str | Path | None) -> dict[str, tuple[int, int]]:
     """(events, n) of each AVF group: braced, unbraced, none, spike, round, any."""
-
     t = load_table("avf_contrasts", data_dir)
 
     def grp(contrast: str, reference: bool) -> tuple[int, int]:
@@ -213,7 +218,7 @@ def avf_model(
     seed: int = DEFAULT_SEED,
     data_dir: str | Path | None = None,
 ) -> RiskModel:
-    """AVF risk by a horizon: meta-regression baseline plus brace and leakage effects.
+    """Build the AVF risk by a horizon: meta-regression baseline plus brace and leakage effects.
 
     Effects are log odds ratios from exact binomials per group (stream ``STREAM_AVF_EFFECTS``):
     braced (1/31) vs unbraced (17/220); spike (7/9), round (0/2) and any-type (7/11) intradiscal
@@ -303,10 +308,25 @@ def transport_table(
     threshold: float = 0.1,
     **kwargs: Any,
 ) -> pd.DataFrame:
-    """Revision risk of ``profiles`` under each transport prior (the effect of ``lambda``).
+    """Tabulate the revision risk of ``profiles`` under each transport prior of ``lambda``.
 
-    ``kwargs`` go to :func:`revision_model`. Returns the :meth:`RiskModel.summarise` rows with a
-    ``transport`` column.
+    Parameters
+    ----------
+    baseline_source
+        See :func:`revision_model`.
+    profiles : mapping, list of mappings or DataFrame
+        See :func:`~bayes_va.risk.profiles.encode_profiles`.
+    priors : sequence of TransportPrior
+        The priors compared (default: no transport, Beta(2, 2), full transport).
+    threshold : float
+        Risk threshold of the ``p_above_threshold`` column.
+    **kwargs
+        Passed to :func:`revision_model`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The :meth:`RiskModel.summarise` rows of every prior, with a ``transport`` column.
     """
     frames = []
     for prior in priors:

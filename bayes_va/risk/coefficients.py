@@ -28,7 +28,7 @@ class Coefficients:
     cov: FloatArray | None = None
 
     def draws(self, n_draws: int, rng: np.random.Generator) -> FloatArray:
-        """Draws, shape ``(n_draws, K)``."""
+        """Draw the coefficients, shape ``(n_draws, K)``."""
         if self.cov is not None:
             return rng.multivariate_normal(self.mean, self.cov, size=n_draws, method="cholesky")
         return self.mean + self.se * rng.standard_normal((n_draws, len(self.columns)))
@@ -37,7 +37,7 @@ class Coefficients:
 def an2021_coefficients(
     endplate_reading: Literal["text", "table"] = "text", data_dir: str | Path | None = None
 ) -> Coefficients:
-    """Table 2 of An et al. 2021 in the codebook's coding.
+    """Load Table 2 of An et al. 2021 in the codebook's coding.
 
     Parameters
     ----------

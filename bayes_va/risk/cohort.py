@@ -104,15 +104,39 @@ def pseudo_cohort_from_marginals(
     Each column is then permuted independently within the group (stream
     ``STREAM_PSEUDO_COHORT``): covariates are independent *within* an outcome group, so their
     association with each other runs only through the outcome, the most Table 1 supports.
+
+    Parameters
+    ----------
+    group_sizes : sequence of int
+        Patients per outcome group, in the order of each :attr:`Marginal.by_group`.
+    marginals : sequence of Marginal
+        One per covariate column, in column order.
+    replicates : int, optional
+        Copies of each group (default: enough for :data:`PSEUDO_COHORT_MIN_ROWS` rows).
+    seed : int
+        Seed of the within-group permutations.
+    description : str
+        Stored with the cohort (how it was built).
+
+    Returns
+    -------
+    PseudoCohort
+        Equally weighted rows, groups stacked in order.
+
+    Raises
+    ------
+    RiskInputError
+        When ``replicates < 1`` or a binary count lies outside ``[0, group size]``.
     """
     replicates = _replicates(replicates, sum(group_sizes))
     rng = _rng(seed, STREAM_PSEUDO_COHORT)
-    blocks = []
+    blocks: list[FloatArray] = []
     for g, n_g in enumerate(group_sizes):
         size = int(n_g) * replicates
-        cols = []
+        cols: list[FloatArray] = []
         for m in marginals:
             first, second = m.by_group[g]
+            x: FloatArray
             if m.kind == "binary":
                 ones = round(first * replicates)
                 if not 0 <= ones <= size:
@@ -145,7 +169,6 @@ _AN_TABLE1: dict[str, tuple[str, str | None, Literal["binary", "normal", "gamma"
 
 def _an_table1(data_dir: str | Path | None) -> tuple[tuple[int, int], list[Marginal]]:
     """Group sizes (recompression, non-compression) and marginals from Table 1."""
-
     t = load_table("an2021_table1", data_dir)
     sizes = t[t["variable"] == "IVC"][["recompression_value", "noncompression_value"]].sum()
     groups = (int(sizes.iloc[0]), int(sizes.iloc[1]))
@@ -178,7 +201,7 @@ def an2021_pseudo_cohort(
     seed: int = DEFAULT_SEED,
     data_dir: str | Path | None = None,
 ) -> PseudoCohort:
-    """A pseudo-cohort matching An 2021 Table 1 in each group (82 recompression, 175 not).
+    """Build a pseudo-cohort matching An 2021 Table 1 in each group (82 recompression, 175 not).
 
     BMD and anterior height recovery: normal; cement volume: gamma (positive); IVC, PVP and
     no endplate contact: exact counts. Table 1's counts are used as printed (endplate contact
@@ -200,7 +223,7 @@ def an2021_pseudo_cohort(
 
 
 def an2021_cohort_ranges(data_dir: str | Path | None = None) -> dict[str, tuple[float, float]]:
-    """Covariate → (mean - 3 SD, mean + 3 SD) of the whole An cohort (from Table 1 by group).
+    """Return covariate → (mean - 3 SD, mean + 3 SD) of the whole An cohort (Table 1 by group).
 
     The pooled mean and SD combine the two groups exactly (law of total variance). The range
     of cement volume is floored at 0.

@@ -7,12 +7,13 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from bayes_va.config.risk import DEFAULT_DRAWS as DEFAULT_DRAWS
+from bayes_va.config.risk import DEFAULT_SEED as DEFAULT_SEED
+
 FloatArray = NDArray[np.float64]
 Outcome = Literal["recompression", "revision", "avf"]
 OUTCOMES: tuple[str, ...] = ("recompression", "revision", "avf")
 
-DEFAULT_DRAWS = 4000
-DEFAULT_SEED = 20231123
 CI_PROB = 0.95
 #: A pseudo-cohort holds enough copies of the cohort for at least this many rows (An 2021:
 #: 8 x 257 = 2,056). Between pseudo-cohort seeds a draw's calibrated intercept then moves by

@@ -44,11 +44,11 @@ class LogisticLayer:
     x_ref: FloatArray
 
     def logit(self, X: FloatArray) -> FloatArray:
-        """Logit risk draws, shape ``(S, P)``, for a design matrix ``X`` of shape ``(P, K)``."""
+        """Return logit risk draws, shape ``(S, P)``, for the design matrix ``X``, ``(P, K)``."""
         return self.logit_by_patient(X).T
 
     def logit_by_patient(self, X: FloatArray) -> FloatArray:
-        """The same draws as a C-contiguous ``(P, S)`` array (fast per-patient summaries)."""
+        """Return the same draws as a C-contiguous ``(P, S)`` array (fast per-patient summaries)."""
         Xc = np.asarray(X, dtype=float) - self.x_ref
         out = np.empty((Xc.shape[0], self.alpha.shape[0]))
         np.matmul(Xc, self.beta.T, out=out)
@@ -117,12 +117,12 @@ class RiskModel:
         )
 
     def logit(self, profiles: Any, *, warn: bool = True) -> xr.DataArray:
-        """Draws of each patient's logit risk (dims ``sample``, ``patient``)."""
+        """Return draws of each patient's logit risk (dims ``sample``, ``patient``)."""
         enc = self.encode(profiles, warn=warn)
         return self._array(enc, self.layer.logit(enc.X), "logit_risk")
 
     def risk(self, profiles: Any, *, warn: bool = True) -> xr.DataArray:
-        """Draws of each patient's risk (dims ``sample``, ``patient``).
+        """Return draws of each patient's risk (dims ``sample``, ``patient``).
 
         Parameters
         ----------
@@ -142,13 +142,30 @@ class RiskModel:
         ci_prob: float = CI_PROB,
         warn: bool = True,
     ) -> pd.DataFrame:
-        """One row per patient: inputs, median risk, interval, P(risk > threshold), per 1,000.
+        """Summarise each patient's risk: median, interval, P(risk > threshold), per 1,000.
 
-        Columns: ``id``, the covariates used, ``median``, ``lower``, ``upper`` (equal-tailed
-        ``ci_prob`` interval), ``mean`` (posterior mean = predictive probability),
-        ``p_above_threshold``, ``per_1000`` (expected events per 1,000 such patients,
-        1000 x mean) with ``per_1000_lower``/``upper`` (1000 x the interval) and
-        ``extrapolated``. Scored in blocks of :data:`SUMMARY_CHUNK` patients.
+        Patients are scored in blocks of :data:`SUMMARY_CHUNK`, so memory stays bounded.
+
+        Parameters
+        ----------
+        profiles : mapping, list of mappings or DataFrame
+            See :func:`encode_profiles`.
+        threshold : float
+            Risk threshold, in (0, 1).
+        ci_prob : float
+            Probability of the equal-tailed intervals.
+        warn : bool, optional
+            Warn (:class:`ExtrapolationWarning`) about values outside the cohort's range.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per patient. Columns: ``id``, the covariates used, ``median``, ``lower``,
+            ``upper`` (equal-tailed ``ci_prob`` interval), ``mean`` (posterior mean =
+            predictive probability), ``p_above_threshold``, ``per_1000`` (expected events per
+            1,000 such patients, 1000 x mean) with ``per_1000_lower``/``upper`` (1000 x the
+            interval) and ``extrapolated``; ``attrs`` hold ``threshold``, ``ci_prob`` and the
+            ignored and defaulted inputs.
         """
         if not 0.0 < threshold < 1.0:
             raise RiskInputError(f"threshold must lie in (0, 1), got {threshold}")
@@ -178,7 +195,7 @@ class RiskModel:
         return out
 
     def effects(self, ci_prob: float = CI_PROB) -> pd.DataFrame:
-        """Odds ratio per design column (unit step or level vs reference): median, interval."""
+        """Tabulate each design column's odds ratio (unit step or level vs reference)."""
         rows = []
         for k, col in enumerate(self.layer.columns):
             s = _draw_summary(self.layer.beta[:, k], ci_prob)

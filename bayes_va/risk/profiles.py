@@ -53,7 +53,7 @@ class Covariate:
     hint: str = ""
 
     def allowed(self) -> str:
-        """The allowed values in words."""
+        """Describe the allowed values in words."""
         if self.kind == "continuous":
             assert self.limits is not None
             return f"a number in [{self.limits[0]:g}, {self.limits[1]:g}]"

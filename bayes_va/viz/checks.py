@@ -16,8 +16,10 @@ __all__ = ["plot_comparison", "plot_ppc", "plot_prior_predictive"]
 
 
 def plot_ppc(checks: PredictiveChecks, path: str | Path, title: str = "") -> list[Path]:
-    """Per-study predictive intervals (as proportions, log scale) beside the observed values,
-    and the observed spread against its new-study predictive distribution.
+    """Plot per-study predictive intervals beside the observed values, and the spread.
+
+    Left: per-study predictive intervals (as proportions, log scale) beside the observed
+    values; right: the observed spread against its new-study predictive distribution.
 
     Writes ``path`` with suffixes ``.png`` and ``.svg``; returns the files written.
     """

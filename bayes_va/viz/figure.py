@@ -15,6 +15,7 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 from bayes_va.core import atomic
 
@@ -25,7 +26,7 @@ FIGURE_FORMATS: tuple[str, ...] = ("png", "svg")
 #: Raster resolution of every PNG the project writes.
 DPI = 150
 # Stable SVG element ids and text kept as text: the same figure gives the same bytes.
-_RC = {"svg.hashsalt": "bayes_va", "svg.fonttype": "none"}
+_RC: dict[RcKeyType, Any] = {"svg.hashsalt": "bayes_va", "svg.fonttype": "none"}
 
 
 def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
@@ -44,7 +45,9 @@ def subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
     tuple
         The figure (constrained layout) and its axes.
     """
-    grid = {k: kwargs.pop(k) for k in ("width_ratios", "height_ratios") if k in kwargs}
+    grid: dict[str, Any] = {
+        k: kwargs.pop(k) for k in ("width_ratios", "height_ratios") if k in kwargs
+    }
     sub = {k: kwargs.pop(k) for k in ("sharex", "sharey", "squeeze") if k in kwargs}
     kwargs.setdefault("layout", "constrained")
     fig = Figure(**kwargs)
@@ -105,6 +108,7 @@ def save_plot_collection(
 
 
 def _metadata(fmt: str) -> dict[str, Any]:
+    """Return the metadata that blanks dates and versions in ``fmt`` (empty if it has none)."""
     if fmt in ("svg", "pdf"):
         return {"Date": None, "Creator": None} if fmt == "svg" else {"CreationDate": None}
     if fmt == "png":

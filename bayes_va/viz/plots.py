@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 from scipy.special import expit
 from scipy.stats import beta
 
@@ -14,9 +16,7 @@ from bayes_va.fitting.results import FitResult
 from bayes_va.viz.figure import save_figure, subplots
 
 
-def _percent_axis(ax, log: bool = True) -> None:
-    from matplotlib.ticker import FuncFormatter
-
+def _percent_axis(ax: Any, log: bool = True) -> None:
     if log:
         ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -24,9 +24,26 @@ def _percent_axis(ax, log: bool = True) -> None:
 
 
 def forest(result: FitResult, path: str | Path, labels: dict[str, str] | None = None) -> Path:
-    """Observed study proportions (exact binomial 95 % CI) beside shrunken posterior ones, then
-    the pooled and predictive proportions and the classical GLMM."""
+    """Draw a forest plot: observed and shrunken study proportions, pooled and predictive ones.
 
+    Each study's observed proportion (exact binomial 95 % CI) is drawn beside its shrunken
+    posterior one; below them the pooled and predictive proportions and the classical GLMM.
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit; its estimates give the pooled, predictive and (if present) GLMM rows.
+    path : str or Path
+        Target file; its suffix picks the format, none writes PNG and SVG
+        (:func:`~bayes_va.viz.figure.save_figure`).
+    labels : dict of str to str, optional
+        Display names of studies by study id (default: the ids).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     st = result.studies()
     est = result.estimates
     k = len(st)
@@ -44,20 +61,19 @@ def forest(result: FitResult, path: str | Path, labels: dict[str, str] | None = 
         (labels or {}).get(s, s) + f"  {e}/{n}"
         for s, e, n in zip(st.study, st.events, st.n, strict=True)
     ]
-    b = est["bayes"]
     rows = [
-        (2, "pooled (posterior)", b["pooled"], "C3"),
-        (1, "predictive (new study)", b["predictive"], "C1"),
+        (2, "pooled (posterior)", est.pooled, "C3"),
+        (1, "predictive (new study)", est.predictive, "C1"),
     ]
     for y, _, s, c in rows:
-        ax.plot([100 * s["lower"], 100 * s["upper"]], [y, y], color=c, lw=3 if y == 2 else 1.5)
-        ax.plot(100 * s["median"], y, "D", color=c, ms=5)
+        ax.plot([100 * s.lower, 100 * s.upper], [y, y], color=c, lw=3 if y == 2 else 1.5)
+        ax.plot(100 * s.median, y, "D", color=c, ms=5)
     ticks = [y0 - i for i in range(k)] + [2, 1]
     ticklabels = names + [r[1] for r in rows]
-    g = est.get("glmm")
-    if g:
-        ax.plot([100 * g["pooled_ci"][0], 100 * g["pooled_ci"][1]], [0, 0], color="k", lw=2)
-        ax.plot(100 * g["pooled"], 0, "D", color="k", ms=5)
+    g = est.glmm
+    if g is not None:
+        ax.plot([100 * g.pooled_ci[0], 100 * g.pooled_ci[1]], [0, 0], color="k", lw=2)
+        ax.plot(100 * g.pooled, 0, "D", color="k", ms=5)
         ticks.append(0)
         ticklabels.append("classical GLMM (ML, Wald)")
     ax.set_yticks(ticks)
@@ -80,7 +96,6 @@ def followup_curve(
     outcome: str = "risk",
 ) -> Path:
     """Pooled cumulative risk against follow-up with a 95 % band and the observed studies."""
-
     grid = np.geomspace(*months, 60)
     draws = np.stack([expit(result.linear_predictor({moderator: m}).values.ravel()) for m in grid])
     lo, med, hi = np.quantile(draws, [0.025, 0.5, 0.975], axis=1)
@@ -98,8 +113,6 @@ def followup_curve(
             zorder=3,
         )
     ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("follow-up, months (log scale)")
     ax.set_ylabel(f"cumulative {outcome}, %")
@@ -113,13 +126,13 @@ def subgroups(results: dict[str, FitResult], path: str | Path) -> Path:
     """Posterior proportion per subgroup level, one panel row per categorical moderator."""
     entries = []
     for name, res in results.items():
-        for s in res.estimates["moderators"]["subgroups"]:
-            entries.append((f"{s['moderator']}: {s['level']}", s, name))
+        for s in res.estimates.moderators.subgroups:
+            entries.append((f"{s.moderator}: {s.level}", s, name))
     fig, ax = subplots(figsize=(6.0, 0.3 * len(entries) + 1.0), layout=None)
     for i, (_, s, _) in enumerate(entries):
         y = len(entries) - i
-        ax.plot([100 * s["lower"], 100 * s["upper"]], [y, y], color="C0", lw=2.5)
-        ax.plot(100 * s["median"], y, "o", color="C0", ms=4)
+        ax.plot([100 * s.lower, 100 * s.upper], [y, y], color="C0", lw=2.5)
+        ax.plot(100 * s.median, y, "o", color="C0", ms=4)
     ax.set_yticks([len(entries) - i for i in range(len(entries))])
     ax.set_yticklabels([e[0] for e in entries], fontsize=8)
     _percent_axis(ax)
@@ -163,8 +176,6 @@ def plot_sensitivity(
     ax.set_yticks(ys)
     ax.set_yticklabels([f"{r.scenario} (k={r.k})" for r in table.itertuples()], fontsize=7)
     ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(
         "revision proportion, % (log scale): thick = pooled 95% CrI, "

@@ -1,5 +1,7 @@
-"""Figures of the risk layer (matplotlib object API, no pyplot): risk distributions, risk
-against a covariate, effect forest plots."""
+"""Figures of the risk layer (matplotlib object API, no pyplot).
+
+Risk distributions, risk against a covariate, effect forest plots.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from bayes_va.risk.constants import CI_PROB
 from bayes_va.risk.layer import RiskModel
@@ -20,14 +23,10 @@ def _figure(width: float = 7.0, height: float = 4.2) -> Any:
 
 
 def _percent_axis(axis: Any) -> None:
-    from matplotlib.ticker import FuncFormatter
-
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g}%"))
 
 
 def _ratio_axis(axis: Any, low: float, high: float) -> None:
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
-
     fine = [0.1, 0.2, 0.5, 1, 2, 5, 10]
     ticks = fine if low >= 0.1 and high <= 10 else [10.0**k for k in range(-4, 5)]
     axis.set_major_locator(FixedLocator(ticks))

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from bayes_va.core import atomic
 from bayes_va.core.errors import BayesVAError
@@ -74,7 +75,7 @@ class ExecutorError(BayesVAError):
 
 
 def task_seed(base_seed: int, index: int) -> int:
-    """The seed of task ``index``: 63 bits drawn from ``SeedSequence([base_seed, index])``.
+    """Derive the seed of task ``index``: 63 bits from ``SeedSequence([base_seed, index])``.
 
     Parameters
     ----------
@@ -95,7 +96,7 @@ def task_seed(base_seed: int, index: int) -> int:
 
 
 def default_workers() -> int:
-    """Cores available to this process (its CPU affinity where the OS reports one)."""
+    """Count the cores available to this process (its CPU affinity where the OS reports one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS, Windows
@@ -129,13 +130,14 @@ class ClusterSpec:
     connect_timeout: str = "30s"
 
     def __post_init__(self) -> None:
+        """Reject fewer than one worker or thread."""
         if self.n_workers is not None and self.n_workers < 1:
             raise ExecutorError(f"n_workers must be >= 1, got {self.n_workers}")
         if self.threads_per_worker < 1:
             raise ExecutorError(f"threads_per_worker must be >= 1, got {self.threads_per_worker}")
 
     def describe(self) -> str:
-        """One line for logs: where the tasks run."""
+        """Describe in one line, for logs, where the tasks run."""
         if self.scheduler:
             return f"dask scheduler at {self.scheduler}"
         n = self.n_workers or default_workers()
@@ -144,12 +146,12 @@ class ClusterSpec:
 
 @contextmanager
 def dask_client(spec: ClusterSpec | None = None) -> Iterator[Client]:
-    """A dask client for ``spec``; a local cluster it started is closed on exit.
+    """Connect a dask client for ``spec``; a local cluster it started is closed on exit.
 
     A local cluster can only start from an importable module or a script with an
     ``if __name__ == "__main__":`` guard (its workers are spawned processes).
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster  # slow to import; only runs need it
 
     spec = spec or ClusterSpec()
     if spec.scheduler:
@@ -215,7 +217,7 @@ class TaskStore:
         return self.tasks / f"{index:07d}.json"
 
     def manifest(self) -> dict[str, Any] | None:
-        """The stored manifest, or None for a new folder."""
+        """Read the stored manifest; None for a new folder."""
         path = self.root / MANIFEST
         return json.loads(path.read_text()) if path.exists() else None
 
@@ -224,7 +226,7 @@ class TaskStore:
         atomic.write_json(self.root / MANIFEST, _plain(manifest))
 
     def done(self) -> set[int]:
-        """Indices of the tasks with a record on disk (errors included)."""
+        """Return the indices of the tasks with a record on disk (errors included)."""
         if not self.tasks.is_dir():
             return set()
         return {int(p.stem) for p in self.tasks.glob("*.json") if p.stem.isdigit()}
@@ -234,11 +236,11 @@ class TaskStore:
         atomic.write_json(self._path(int(record["index"])), _plain(record))
 
     def read(self, index: int) -> dict[str, Any]:
-        """The record of task ``index``."""
+        """Read the record of task ``index``."""
         return json.loads(self._path(index).read_text())
 
     def records(self) -> list[dict[str, Any]]:
-        """Every stored record, by index."""
+        """Return every stored record, by index."""
         return [self.read(i) for i in sorted(self.done())]
 
 
@@ -414,8 +416,7 @@ def _submit_all(
     on_record: Callable[[dict[str, Any]], None] | None,
 ) -> None:
     """Submit every task, store records as they complete; cancel what is left on exit."""
-    from distributed import as_completed
-    from tqdm.auto import tqdm
+    from distributed import as_completed  # slow to import; only runs need it
 
     run_id = uuid.uuid4().hex[:12]  # unique keys: a shared cluster may hold older runs
     futures = {
@@ -463,16 +464,29 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
 def dask_map(
     cluster: ClusterSpec | None = None, *, progress: bool = True, desc: str = "fits"
 ) -> Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]:
-    """A ``map_fn(fn, items) -> results`` running on dask, results in input order.
+    """Make a ``map_fn(fn, items) -> results`` that runs on dask, results in input order.
 
     For callers with their own loop, e.g.
-    ``run_sensitivity(configs, map_fn=dask_map(ClusterSpec(scheduler=addr)))``. A raising item
-    raises here (after the others finish) with its position named.
+    ``run_sensitivity(configs, map_fn=dask_map(ClusterSpec(scheduler=addr)))``.
+
+    Parameters
+    ----------
+    cluster : ClusterSpec, optional
+        Where the tasks run (default: a local cluster, see :func:`dask_client`).
+    progress : bool
+        Show a progress bar.
+    desc : str
+        The progress bar's label.
+
+    Returns
+    -------
+    callable
+        ``map_fn(fn, items)``: ``fn`` must be picklable (module-level). When an item raises,
+        ``map_fn`` raises :class:`ExecutorError` naming its position, after the others finish.
     """
 
     def map_fn(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        from distributed import as_completed
-        from tqdm.auto import tqdm
+        from distributed import as_completed  # slow to import; only runs need it
 
         items = list(items)
         with dask_client(cluster) as client:

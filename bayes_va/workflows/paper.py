@@ -14,7 +14,7 @@ import hashlib
 import shutil
 import sys
 import time
-import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_va.config.model import Config, find_root, load_config
+from bayes_va.config.paper import PaperConfig, load_paper_config
 from bayes_va.core import atomic
 from bayes_va.fitting.cache import cached_fit
 from bayes_va.fitting.diagnostics import CHECKED_VARS
@@ -43,36 +44,15 @@ from bayes_va.workflows.paper_sections import (
 )
 from bayes_va.workflows.sensitivity import plan, row
 
-ANALYSES_KEYS = {
-    "base",
-    "sensitivity",
-    "leave_one_out",
-    "subgroups",
-    "avf",
-    "avf_horizons_months",
-    "risk",
-    "compare",
-}
-RISK_KEYS = {"revision_baseline", "transport", "avf_horizon_months", "threshold"}
-
-
 # ----------------------------------------------------------------------------- analyses
 
 
-def load_analyses(path: Path) -> dict[str, Any]:
-    """Read and check ``paper/analyses.toml``."""
-    with path.open("rb") as fh:
-        spec = tomllib.load(fh)
-    unknown = set(spec) - ANALYSES_KEYS
-    unknown |= {f"risk.{k}" for k in set(spec.get("risk", {})) - RISK_KEYS}
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown key(s) {sorted(unknown)}; allowed {sorted(ANALYSES_KEYS)}"
-        )
-    return spec
+def load_analyses(path: Path) -> PaperConfig:
+    """Read and check ``paper/analyses.toml`` (:class:`~bayes_va.config.paper.PaperConfig`)."""
+    return load_paper_config(path)
 
 
-def _expand(root: Path, patterns: list[str]) -> list[Path]:
+def _expand(root: Path, patterns: Sequence[str]) -> list[Path]:
     out: list[Path] = []
     for pat in patterns:
         hits = sorted(Path(p) for p in glob.glob(str(root / pat)))
@@ -131,14 +111,10 @@ def build_paper(
     runner = _Runner(cache_dir, refresh=clean)
 
     print("bayes-va paper: running analyses", file=sys.stderr)
-    base_cfg = load_config(root / spec["base"])
+    base_cfg = load_config(root / spec.base)
     base = runner.fit(base_cfg)
 
-    scen = plan(
-        _expand(root, spec.get("sensitivity", [])),
-        root / spec["base"],
-        spec.get("leave_one_out", True),
-    )
+    scen = plan(_expand(root, spec.sensitivity), root / spec.base, spec.leave_one_out)
     sens_results: dict[str, FitResult] = {}
     sens_rows = []
     for s in scen:
@@ -148,11 +124,10 @@ def build_paper(
 
     sens_table = pd.DataFrame(sens_rows)
     sub_results = {
-        load_config(p).name: runner.fit(load_config(p))
-        for p in _expand(root, spec.get("subgroups", []))
+        load_config(p).name: runner.fit(load_config(p)) for p in _expand(root, spec.subgroups)
     }
-    avf_results = [runner.fit(load_config(p)) for p in _expand(root, spec.get("avf", []))]
-    horizons = [float(h) for h in spec.get("avf_horizons_months", [12.0])]
+    avf_results = [runner.fit(load_config(p)) for p in _expand(root, spec.avf)]
+    horizons = list(spec.avf_horizons_months)
 
     # ---- figures
     labels = {s: s for s in base.data.study}
@@ -160,19 +135,19 @@ def build_paper(
     plot_sensitivity(sens_table, figures / "sensitivity.svg")
     if sub_results:
         subgroups(
-            {k: v for k, v in sub_results.items() if v.estimates["moderators"]["subgroups"]},
+            {k: v for k, v in sub_results.items() if v.estimates.moderators.subgroups},
             figures / "subgroups.svg",
         )
     if avf_results and avf_results[0].config.model.moderators:
         followup_curve(avf_results[0], figures / "avf_followup.svg", outcome="AVF risk")
 
     compare_fits = []
-    for p in _expand(root, spec.get("compare", {}).get("models", [])):
+    for p in _expand(root, spec.compare.models):
         cfg = load_config(p)
         compare_fits.append(base if cfg.name == base_cfg.name else runner.fit(cfg))
     comparison = compare_section(compare_fits, figures) if compare_fits else None
     risk = risk_section(
-        spec.get("risk", {}), base, avf_results[0] if avf_results else None, figures
+        spec.risk.model_dump(), base, avf_results[0] if avf_results else None, figures
     )
 
     # ---- results.json
@@ -220,7 +195,7 @@ def build_paper(
     }
     cfg_b = base.config
     results = {
-        "ci_pct": f"{100 * base.estimates['ci_prob']:g} %",
+        "ci_pct": f"{100 * base.estimates.ci_prob:g} %",
         "data": data_section(base_cfg.data_dir),
         "base": fit_section(base),
         "base_priors": {"mu": str(cfg_b.priors.mu), "tau": str(cfg_b.priors.tau)},
@@ -233,7 +208,7 @@ def build_paper(
             "target_accept": cfg_b.sampler.target_accept,
             "parametrisation": cfg_b.model.parametrisation,
         },
-        "thresholds": {k: v for k, v in base.diagnostics["thresholds"].items()},
+        "thresholds": base.diagnostics.thresholds.to_dict(),
         "base_diagnostics": diagnostics_row("base", base),
         "sensitivity": sens_json,
         "sensitivity_summary": {
@@ -271,11 +246,15 @@ def build_paper(
         {
             "fits": runner.timings,
             "analyses_seconds": runner_total,
-            "fit_seconds_by_name": {k: v.diagnostics["timings"] for k, v in all_fits.items()},
+            "fit_seconds_by_name": {
+                k: None if (t := v.diagnostics.timings) is None else t.to_dict()
+                for k, v in all_fits.items()
+            },
         },
     )
 
     if compile_pdf:
+        # lazy: the Typst compiler only when the PDF is built
         import typst
 
         t0 = time.perf_counter()

@@ -1,10 +1,14 @@
-"""The sections of ``paper/build/results.json``: each turns fitted results into the raw numbers
-and the formatted strings the Typst source prints (see :mod:`bayes_va.workflows.paper`)."""
+"""The sections of ``paper/build/results.json``, built from fitted results.
+
+Each section holds the raw numbers and the formatted strings (``fmt``) the Typst source prints
+(see :mod:`bayes_va.workflows.paper`).
+"""
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from scipy.special import expit
 from bayes_va.checking.compare import compare_models
 from bayes_va.checking.loo import LooReliabilityWarning
 from bayes_va.data.tables import load_table
+from bayes_va.fitting.estimates import Interval
 from bayes_va.fitting.provenance import data_files_hash
 from bayes_va.fitting.results import FitResult
 from bayes_va.numerics.outcomes import avf_contrasts, contrast_table, gaughen_table
@@ -32,27 +37,33 @@ from bayes_va.viz.risk import write_figures
 
 
 def pct(x: float, digits: int = 1) -> str:
-    """A proportion as a percentage string: 0.0403 -> '4.0 %'."""
+    """Format a proportion as a percentage string: 0.0403 -> '4.0 %'."""
     return f"{100 * x:.{digits}f} %"
 
 
-def interval(s: dict[str, float], digits: int = 1, key: str = "median") -> str:
-    """'4.0 % (2.3–6.8 %)' from a summary with median/lower/upper."""
-    m, lo, hi = (f"{100 * s[k]:.{digits}f}" for k in (key, "lower", "upper"))
+def interval(s: Mapping[str, float] | Interval, digits: int = 1, key: str = "median") -> str:
+    """Format a summary with ``key``/lower/upper as percentages: '4.0 % (2.3–6.8 %)'."""
+    d = s.to_dict() if isinstance(s, Interval) else s
+    m, lo, hi = (f"{100 * d[k]:.{digits}f}" for k in (key, "lower", "upper"))
     return f"{m} % ({lo}–{hi} %)"
 
 
 def num(x: float, digits: int = 2) -> str:
+    """Format a number with ``digits`` decimals."""
     return f"{x:.{digits}f}"
 
 
-def num_interval(s: dict[str, float], digits: int = 2) -> str:
-    return f"{s['median']:.{digits}f} ({s['lower']:.{digits}f}–{s['upper']:.{digits}f})"
+def num_interval(s: Interval, digits: int = 2) -> str:
+    """Format a summary with median/lower/upper on its own scale: '0.91 (0.55–1.52)'."""
+    return f"{s.median:.{digits}f} ({s.lower:.{digits}f}–{s.upper:.{digits}f})"
 
 
 def round_floats(obj: Any, sig: int = 10) -> Any:
-    """Round floats to ``sig`` significant digits so results.json is stable across platforms'
-    last-bit differences; the text shows far fewer digits."""
+    """Round every float in a nested result to ``sig`` significant digits (NaN/inf to None).
+
+    This keeps results.json stable across platforms' last-bit differences; the text shows far
+    fewer digits. Numpy scalars become Python ones, tuples become lists.
+    """
     if isinstance(obj, float):
         return float(f"{obj:.{sig}g}") if np.isfinite(obj) else None
     if isinstance(obj, dict):
@@ -68,26 +79,31 @@ def round_floats(obj: Any, sig: int = 10) -> Any:
 
 
 def diagnostics_row(name: str, r: FitResult) -> dict[str, Any]:
+    """Summarise a fit's convergence diagnostics as one row of the paper's diagnostics table."""
     d = r.diagnostics
     return {
         "name": name,
-        "k": r.estimates["k"],
-        "max_rhat": d["max_rhat"],
-        "min_ess_bulk": d["min_ess_bulk"],
-        "min_ess_tail": d["min_ess_tail"],
-        "divergences": d["divergences"],
-        "min_bfmi": d["min_bfmi"],
-        "ok": d["ok"],
+        "k": r.estimates.k,
+        "max_rhat": d.max_rhat,
+        "min_ess_bulk": d.min_ess_bulk,
+        "min_ess_tail": d.min_ess_tail,
+        "divergences": d.divergences,
+        "min_bfmi": d.min_bfmi,
+        "ok": d.ok,
         "fmt": {
-            "max_rhat": f"{d['max_rhat']:.3f}",
-            "min_ess_bulk": f"{d['min_ess_bulk']:.0f}",
-            "min_ess_tail": f"{d['min_ess_tail']:.0f}",
-            "min_bfmi": f"{d['min_bfmi']:.2f}",
+            "max_rhat": f"{d.max_rhat:.3f}",
+            "min_ess_bulk": f"{d.min_ess_bulk:.0f}",
+            "min_ess_tail": f"{d.min_ess_tail:.0f}",
+            "min_bfmi": f"{d.min_bfmi:.2f}",
         },
     }
 
 
 def data_section(data_dir: Path) -> dict[str, Any]:
+    """Describe the evidence: the revision studies, Hazzard's arms, Lin's variants, the review.
+
+    Also the hash of the data files, so the paper names the data it was built from.
+    """
     rev = load_table("revision", data_dir)
     arms = load_table("revision_arms", data_dir)
     variants = load_table("revision_variants", data_dir)
@@ -147,52 +163,54 @@ def data_section(data_dir: Path) -> dict[str, Any]:
 
 
 def fit_section(r: FitResult) -> dict[str, Any]:
+    """Report one fit: its estimates (Bayesian, exact, GLMM), config and moderator effects."""
     e = r.estimates
-    b = e["bayes"]
+    raw = e.to_dict()  # the numbers as estimates.json holds them
     out: dict[str, Any] = {
         "name": r.config.name,
-        "k": e["k"],
-        "family": e["family"],
-        "bayes": b,
-        "exact": e["exact"],
-        "glmm": e["glmm"],
+        "k": e.k,
+        "family": e.family,
+        "bayes": raw["bayes"],
+        "exact": raw["exact"],
+        "glmm": raw["glmm"],
         "config": r.config.to_dict(),
         "fmt": {
-            "pooled": interval(b["pooled"]),
-            "predictive": interval(b["predictive"]),
-            "pooled_median": pct(b["pooled"]["median"]),
+            "pooled": interval(e.pooled),
+            "predictive": interval(e.predictive),
+            "pooled_median": pct(e.pooled.median),
         },
     }
-    if "tau" in b:
-        out["fmt"]["tau"] = num_interval(b["tau"])
-    if "phi" in b:
-        out["fmt"]["phi"] = num_interval(b["phi"], 1)
-    if e["glmm"]:
-        g = e["glmm"]
+    if e.tau is not None:
+        out["fmt"]["tau"] = num_interval(e.tau)
+    if e.phi is not None:
+        out["fmt"]["phi"] = num_interval(e.phi, 1)
+    if (g := e.glmm) is not None:
         out["fmt"]["glmm"] = (
-            f"{100 * g['pooled']:.2f} % ({100 * g['pooled_ci'][0]:.2f}–"
-            f"{100 * g['pooled_ci'][1]:.2f} %)"
+            f"{100 * g.pooled:.2f} % ({100 * g.pooled_ci[0]:.2f}–{100 * g.pooled_ci[1]:.2f} %)"
         )
-        out["fmt"]["glmm_tau2"] = f"{g['tau2']:.3f}"
-        out["fmt"]["glmm_tau"] = f"{g['tau']:.3f}"
-    if e["exact"]:
-        out["fmt"]["exact_pooled"] = interval(e["exact"]["pooled"], 2)
-        out["fmt"]["exact_tau"] = num_interval(e["exact"]["tau"], 3)
-        out["fmt"]["exact_predictive"] = interval(e["exact"]["predictive"], 2)
-        out["fmt"]["mcmc_pooled_2"] = interval(b["pooled"], 2)
-        out["fmt"]["mcmc_tau_3"] = num_interval(b["tau"], 3)
-        out["fmt"]["mcmc_predictive_2"] = interval(b["predictive"], 2)
-    mods = e.get("moderators", {})
-    if mods.get("coefficients"):
+        out["fmt"]["glmm_tau2"] = f"{g.tau2:.3f}"
+        out["fmt"]["glmm_tau"] = f"{g.tau:.3f}"
+    if (x := e.exact) is not None and x.tau is not None and e.tau is not None:
+        out["fmt"]["exact_pooled"] = interval(x.pooled, 2)
+        out["fmt"]["exact_tau"] = num_interval(x.tau, 3)
+        out["fmt"]["exact_predictive"] = interval(x.predictive, 2)
+        out["fmt"]["mcmc_pooled_2"] = interval(e.pooled, 2)
+        out["fmt"]["mcmc_tau_3"] = num_interval(e.tau, 3)
+        out["fmt"]["mcmc_predictive_2"] = interval(e.predictive, 2)
+    if e.moderators.coefficients:
         out["coefficients"] = [
-            {**v, "fmt": f"{v['or_median']:.2f} ({v['or_lower']:.2f}–{v['or_upper']:.2f})"}
-            for v in mods["coefficients"]
+            {**c.to_dict(), "fmt": f"{c.or_median:.2f} ({c.or_lower:.2f}–{c.or_upper:.2f})"}
+            for c in e.moderators.coefficients
         ]
-        out["subgroups"] = [{**s, "fmt": interval(s)} for s in mods["subgroups"]]
+        out["subgroups"] = [{**s.to_dict(), "fmt": interval(s)} for s in e.moderators.subgroups]
     return out
 
 
 def avf_section(results: list[FitResult], horizons: list[float]) -> list[dict[str, Any]]:
+    """Report each AVF fit, with the pooled risk at each follow-up horizon (months).
+
+    The horizons apply to fits with a moderator (the first one is taken as follow-up).
+    """
     out = []
     for r in results:
         sec = fit_section(r)
@@ -214,10 +232,10 @@ def avf_section(results: list[FitResult], horizons: list[float]) -> list[dict[st
 
 
 def compare_section(fits: list[FitResult], figures: Path) -> dict[str, Any]:
-    """Marginal PSIS-LOO per model, checked against exact leave-one-study-out where it exists,
-    and the ``az.compare`` table."""
+    """Compare models by marginal PSIS-LOO (``az.compare``) and draw the comparison figure.
 
-
+    Each model's LOO is checked against exact leave-one-study-out where it exists.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LooReliabilityWarning)  # reported in the table instead
         cmp = compare_models({f.config.name: f for f in fits})
@@ -254,10 +272,10 @@ def compare_section(fits: list[FitResult], figures: Path) -> dict[str, Any]:
 def risk_section(
     spec: dict[str, Any], base: FitResult, avf: FitResult | None, figures: Path
 ) -> dict[str, Any]:
-    """Example-profile risks for recompression, revision and AVF, the within-study AVF
-    contrasts and what a repeat procedure achieves (Gaughen 2002)."""
+    """Report example-profile risks for recompression, revision and AVF, and write their figures.
 
-
+    Also the within-study AVF contrasts and what a repeat procedure achieves (Gaughen 2002).
+    """
     threshold = float(spec.get("threshold", 0.1))
     models = {
         "recompression": recompression_model(),
@@ -317,13 +335,13 @@ def risk_section(
 
 
 def _bench_report(root: Path, name: str) -> dict[str, Any] | None:
-    """A committed benchmark report (``bench/reports/NAME.json``), or None if not measured."""
+    """Read a committed benchmark report (``bench/reports/NAME.json``); None if not measured."""
     path = root / "bench" / "reports" / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def robustness_section(root: Path) -> dict[str, Any] | None:
-    """Headline figures of ``bench/bench_robustness.py`` for the paper (None if not run)."""
+    """Report the headline of ``bench/bench_robustness.py`` for the paper (None if not run)."""
     rep = _bench_report(root, "robustness")
     if rep is None:
         return None
@@ -364,7 +382,7 @@ def robustness_section(root: Path) -> dict[str, Any] | None:
 
 
 def sbc_section(root: Path) -> dict[str, Any] | None:
-    """Headline of the base model's SBC benchmark (``bench/reports/sbc_base.json``)."""
+    """Report the headline of the base model's SBC benchmark (``bench/reports/sbc_base.json``)."""
     rep = _bench_report(root, "sbc_base")
     if rep is None or "verdict" not in rep:
         return None

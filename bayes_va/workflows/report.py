@@ -7,7 +7,8 @@
                        k per study, prior sensitivity and prior predictive checks, and a verdict
                        in plain words on whether the run can be trusted
     report.json        every number behind it, unrounded
-    figures/*.png|svg  trace, rank, energy, PPC, Pareto k, prior predictive
+    figures/*.png|svg  trace, rank, energy, PPC, Pareto k, prior predictive, power-scaled
+                       posteriors (psense), prior against posterior (fits that store a prior)
 
 Figures are drawn by :mod:`bayes_va.viz` (no display needed). Each file is written atomically.
 """
@@ -33,6 +34,7 @@ from bayes_va.core import atomic
 from bayes_va.core.serialize import json_safe, markdown_table
 from bayes_va.viz.checks import plot_comparison, plot_ppc, plot_prior_predictive
 from bayes_va.viz.figure import FIGURE_FORMATS, save_plot_collection
+from bayes_va.viz.psense import has_prior, plot_power_scaling, plot_prior_vs_posterior
 
 if TYPE_CHECKING:
     from bayes_va.checking.compare import Comparison
@@ -55,6 +57,7 @@ _PLOT_VARS = ("mu", "tau", "phi", "beta")
 
 def convergence_table(result: FitResult) -> pd.DataFrame:
     """ArviZ summary (mean, SD, 95 % ETI, bulk/tail ESS, R̂, MCSE of mean and SD), unrounded."""
+    # lazy: ArviZ (about 1 s to import) only when a report is made
     import arviz as az
 
     post = result.tree["posterior"]
@@ -67,9 +70,10 @@ def convergence_table(result: FitResult) -> pd.DataFrame:
 
 def sampler_table(result: FitResult) -> pd.DataFrame:
     """Per chain: divergences, E-BFMI, share of draws at the maximum tree depth, step size."""
+    # lazy: ArviZ (about 1 s to import) only when a report is made
     import arviz as az
 
-    stats = result.tree["sample_stats"]
+    stats = result.tree["sample_stats"].dataset
     chains = stats["chain"].values
     frame = pd.DataFrame({"chain": chains})
     if "diverging" in stats:
@@ -96,20 +100,20 @@ def trust_verdict(result: FitResult) -> tuple[bool, list[str]]:
     *run* untrustworthy; the report states them separately.
     """
     d = result.diagnostics
-    t = d["thresholds"]
-    if not d["failures"]:
+    t = d.thresholds
+    if not d.failures:
         return True, [
-            f"the {result.config.sampler.chains} chains agree (max R-hat {d['max_rhat']:.4f} "
-            f"<= {t['max_rhat']})",
-            f"effective sample sizes are large enough (min bulk {d['min_ess_bulk']:.0f}, min "
-            f"tail {d['min_ess_tail']:.0f}; need >= {t['min_ess_bulk']:.0f} and "
-            f"{t['min_ess_tail']:.0f})",
-            f"no divergent transitions beyond the {t['max_divergences']} allowed "
-            f"({d['divergences']})",
-            f"energy exploration is adequate (min E-BFMI {d['min_bfmi']:.2f} >= {t['min_bfmi']})",
+            f"the {result.config.sampler.chains} chains agree (max R-hat {d.max_rhat:.4f} "
+            f"<= {t.max_rhat})",
+            f"effective sample sizes are large enough (min bulk {d.min_ess_bulk:.0f}, min "
+            f"tail {d.min_ess_tail:.0f}; need >= {t.min_ess_bulk:.0f} and "
+            f"{t.min_ess_tail:.0f})",
+            f"no divergent transitions beyond the {t.max_divergences} allowed "
+            f"({d.divergences})",
+            f"energy exploration is adequate (min E-BFMI {d.min_bfmi:.2f} >= {t.min_bfmi})",
         ]
-    reasons = list(d["failures"])
-    if d["divergences"] > t["max_divergences"]:
+    reasons = list(d.failures)
+    if d.divergences > t.max_divergences:
         reasons.append(
             "divergent transitions mean the sampler missed part of the posterior: estimates "
             "may be biased even where R-hat and ESS look fine"
@@ -211,7 +215,7 @@ def _ppc_section(ppc: PredictiveChecks) -> list[str]:
     return lines
 
 
-def _psense_section(table: pd.DataFrame, prior_pred: Any) -> list[str]:
+def _psense_section(table: pd.DataFrame, prior_pred: Any, prior_posterior: bool) -> list[str]:
 
     sensitive = table.loc[table["prior_sensitive"], "quantity"].tolist()
     lines = [
@@ -222,6 +226,8 @@ def _psense_section(table: pd.DataFrame, prior_pred: Any) -> list[str]:
         f"{SENSITIVITY_THRESHOLD} flags a quantity (MCSE: between-chain).",
         "",
         markdown_table(table),
+        "",
+        "![Power-scaled posteriors](figures/psense.png)",
         "",
     ]
     if sensitive:
@@ -236,6 +242,16 @@ def _psense_section(table: pd.DataFrame, prior_pred: Any) -> list[str]:
         lines.append("No quantity is prior-sensitive.")
     lines += [
         "",
+        *(
+            [
+                "### Prior and posterior",
+                "",
+                "![Prior and posterior](figures/prior_posterior.png)",
+                "",
+            ]
+            if prior_posterior
+            else []
+        ),
         "### Prior predictive check",
         "",
         "Data sets drawn from the prior (same study sizes); the observed statistics should not "
@@ -281,6 +297,7 @@ def write_report(
     Path
         The path of ``report.md``.
     """
+    # lazy: ArviZ (about 1 s to import) only when a report is made
     import arviz as az
 
 
@@ -326,6 +343,9 @@ def write_report(
     )
     figures += plot_ppc(ppc, fig_dir / "ppc", title=name)
     figures += plot_prior_predictive(prior_pred, fig_dir / "prior_predictive", title=name)
+    figures += plot_power_scaling(result, fig_dir / "psense", formats)
+    if has_prior(result):  # results saved before fits stored their prior have none
+        figures += plot_prior_vs_posterior(result, fig_dir / "prior_posterior", formats)
 
     d = result.diagnostics
     cfg = result.config
@@ -365,9 +385,9 @@ def write_report(
         "",
         "## Convergence",
         "",
-        f"Max R-hat {d['max_rhat']:.4f}, min bulk ESS {d['min_ess_bulk']:.0f}, min tail ESS "
-        f"{d['min_ess_tail']:.0f}, divergences {d['divergences']}, min E-BFMI "
-        f"{d['min_bfmi']:.3f}.",
+        f"Max R-hat {d.max_rhat:.4f}, min bulk ESS {d.min_ess_bulk:.0f}, min tail ESS "
+        f"{d.min_ess_tail:.0f}, divergences {d.divergences}, min E-BFMI "
+        f"{d.min_bfmi:.3f}.",
         "",
         markdown_table(conv),
         "",
@@ -384,7 +404,7 @@ def write_report(
         lines += ["![Energy](figures/energy.png)", ""]
     lines += [*_ppc_section(ppc), ""]
     lines += [*_loo_section(loo, conditional), ""]
-    lines += [*_psense_section(sens, prior_pred), ""]
+    lines += [*_psense_section(sens, prior_pred, has_prior(result)), ""]
     lines += [
         "---",
         "All numbers behind this report, unrounded: `report.json`. Figures also as SVG in "
@@ -395,7 +415,7 @@ def write_report(
         "name": name,
         "trustworthy": trusted,
         "reasons": reasons,
-        "diagnostics": {k: v for k, v in d.items() if k != "timings"},
+        "diagnostics": {k: v for k, v in d.to_dict().items() if k != "timings"},
         "convergence": conv.to_dict(orient="records"),
         "sampler": sampler.to_dict(orient="records"),
         "loo": loo.to_dict(),
@@ -426,6 +446,5 @@ def write_comparison(cmp: Comparison, out_dir: str | Path) -> Path:
     Path
         The path of ``compare.md``.
     """
-
     plot_comparison(cmp, Path(out_dir) / "figures" / "compare")
     return cmp.save(out_dir)

@@ -18,30 +18,35 @@ Checked quantities (logit-normal family; ``phi`` replaces ``tau`` for the beta-b
 Verdicts use the ECDF of the ranks (Säilynoja, Bürkner & Vehtari 2022), with an exact p-value
 per quantity; the p-values of the checked quantities are adjusted by Holm's step-down method,
 and a quantity is miscalibrated when its adjusted p-value is at most the family-wise level
-(:data:`~bayes_va.checking.sbc_stats.FAMILY_ALPHA`, 0.01), the shape saying how (bias, too narrow, too
-wide). Otherwise there is *no evidence of miscalibration*, reported together with the smallest
-miscalibration the run's N would detect with 80 % power (:func:`~bayes_va.checking.sbc_stats.detectable`).
-Fits that fail their diagnostics are kept in every statistic and counted; tasks that raised are
-counted.
+(:data:`~bayes_va.checking.sbc_stats.FAMILY_ALPHA`, 0.01), the shape saying how (bias, too
+narrow, too wide). Otherwise there is *no evidence of miscalibration*, reported together with
+the smallest miscalibration the run's N would detect with 80 % power
+(:func:`~bayes_va.checking.sbc_stats.detectable`). Fits that fail their diagnostics are kept in
+every statistic and counted; tasks that raised are counted.
 
-The replications run through :mod:`bayes_va.workflows.executor` (dask), one record per replication on
-disk, so a run can be interrupted and resumed, and its results do not depend on the workers.
+The replications run through :mod:`bayes_va.workflows.executor` (dask), one record per
+replication on disk, so a run can be interrupted and resumed, and its results do not depend on
+the workers.
 
-The ECDF test and verdicts live in :mod:`bayes_va.checking.sbc_stats`, the output files and figure in
-:mod:`bayes_va.workflows.sbc_outputs`; their names are re-exported here.
+Layers: the ECDF test, Holm and power are :mod:`bayes_va.checking.sbc_stats`, the ranks,
+coverage and verdicts of a run (:class:`~bayes_va.checking.sbc.SBCSummary`) are
+:mod:`bayes_va.checking.sbc`, the figure is :mod:`bayes_va.viz.sbc`, the output files
+:mod:`bayes_va.workflows.sbc_outputs`; this module runs the replications. Their names are
+re-exported here for callers.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from scipy import special, stats
+from scipy import special
 
+from bayes_va.checking.sbc import COVERAGE_LEVELS as COVERAGE_LEVELS
+from bayes_va.checking.sbc import DEFAULT_THIN, SBCSummary, rank_and_coverage, summarise
 from bayes_va.checking.sbc_stats import BAND_PROB as BAND_PROB
 from bayes_va.checking.sbc_stats import FAMILY_ALPHA as FAMILY_ALPHA
 from bayes_va.checking.sbc_stats import MISCALIBRATED as MISCALIBRATED
@@ -49,17 +54,13 @@ from bayes_va.checking.sbc_stats import N_BAND_SIMULATIONS as N_BAND_SIMULATIONS
 from bayes_va.checking.sbc_stats import NO_EVIDENCE as NO_EVIDENCE
 from bayes_va.checking.sbc_stats import POWER_TARGET as POWER_TARGET
 from bayes_va.checking.sbc_stats import SHAPE_Z as SHAPE_Z
-from bayes_va.checking.sbc_stats import (
-    ECDFTest,
-    SBCPower,
-    _shape,
-    _verdict,
-    detectable,
-    ecdf_test,
-    family_verdict,
-    holm,
-)
-from bayes_va.config.model import Config, PriorsConfig, load_config
+from bayes_va.checking.sbc_stats import ECDFTest as ECDFTest
+from bayes_va.checking.sbc_stats import SBCPower as SBCPower
+from bayes_va.checking.sbc_stats import detectable as detectable
+from bayes_va.checking.sbc_stats import ecdf_test as ecdf_test
+from bayes_va.checking.sbc_stats import family_verdict as family_verdict
+from bayes_va.checking.sbc_stats import holm as holm
+from bayes_va.config.model import Config, PriorsConfig, apply_overrides, load_config
 from bayes_va.config.priors import frozen
 from bayes_va.core.errors import ConfigError
 from bayes_va.data.dataset import build_dataset, from_counts
@@ -89,13 +90,6 @@ __all__ = [
     "simulate",
     "summarise",
 ]
-
-#: Central interval probabilities whose coverage is tabulated.
-COVERAGE_LEVELS = (0.5, 0.8, 0.95)
-#: Ranks are taken among this many thinned draws by default (ranks 0..99: 100 values, which
-#: split into 20 histogram bins of 5).
-DEFAULT_THIN = 99
-
 
 # --------------------------------------------------------------------------- one replication
 
@@ -127,6 +121,7 @@ class SBCSpec:
     simulate_priors: PriorsConfig | None = None
 
     def __post_init__(self) -> None:
+        """Check the spec: intercept-only model, ``k >= 1``, ``thin`` within the draws."""
         cfg = self.config
         if cfg.model.moderators:
             raise ConfigError("SBC supports intercept-only models (model.moderators = [])")
@@ -150,7 +145,7 @@ class SBCSpec:
         return ("mu", spread, "pooled", "predictive", "p_1")
 
     def identity(self) -> dict[str, Any]:
-        """What a resumed run must share with the run it completes."""
+        """Return what a resumed run must share with the run it completes."""
         return {
             "kind": "sbc",
             "config_hash": self.config.hash(),
@@ -198,7 +193,7 @@ def simulate(
 
 
 def _fit_seed(seed: int) -> int:
-    """The sampler seed of a replication (32 bits: every backend accepts it)."""
+    """Derive the sampler seed of a replication (32 bits: every backend accepts it)."""
     return int(np.random.SeedSequence([seed, 1]).generate_state(1, dtype=np.uint32)[0])
 
 
@@ -228,7 +223,6 @@ def replicate(spec: SBCSpec, index: int, seed: int) -> dict[str, Any]:
         ``truth``, ``rank`` (per quantity, 0..thin), ``covered`` (per quantity and level),
         ``diagnostics`` and ``timings`` of the fit, ``k`` and ``data_hash``.
     """
-
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     truth, y, n = simulate(spec, rng)
     data = from_counts(y, n)
@@ -236,15 +230,10 @@ def replicate(spec: SBCSpec, index: int, seed: int) -> dict[str, Any]:
     result = fit(cfg, data=data, reference=False)  # ranks need no quadrature reference
     ranks, covered = {}, {}
     for name in spec.quantities:
-        draws = _draws(result.tree, name)
-        pick = np.linspace(0, draws.size - 1, spec.thin).round().astype(int)
-        ranks[name] = int(np.sum(draws[pick] < truth[name]))
-        qs = np.quantile(draws, [q for c in COVERAGE_LEVELS for q in ((1 - c) / 2, (1 + c) / 2)])
-        covered[name] = {
-            f"{c:g}": bool(qs[2 * j] <= truth[name] <= qs[2 * j + 1])
-            for j, c in enumerate(COVERAGE_LEVELS)
-        }
-    d = result.diagnostics
+        ranks[name], covered[name] = rank_and_coverage(
+            _draws(result.tree, name), truth[name], spec.thin
+        )
+    d = result.diagnostics.to_dict()  # the record stores diagnostics.json's form
     return {
         "truth": truth,
         "rank": ranks,
@@ -272,170 +261,6 @@ def replicate(spec: SBCSpec, index: int, seed: int) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class SBCSummary:
-    """Everything an SBC run found.
-
-    Attributes
-    ----------
-    ranks : pandas.DataFrame
-        One row per replication that ran (failed diagnostics included): index, seed,
-        ``diagnostics_ok``, ``rank_<quantity>``, ``truth_<quantity>``.
-    coverage : pandas.DataFrame
-        Per quantity and level: replications, covered share, its 95 % Clopper–Pearson interval
-        and whether the nominal level lies inside it.
-    verdicts : pandas.DataFrame
-        Per quantity: ECDF test p-value (all replications, and those passing diagnostics), its
-        Holm-adjusted value over the quantities (``ecdf_p_holm``), ``miscalibrated`` (adjusted
-        p-value at most ``alpha``), rank mean/variance z-scores and the verdict.
-    errors : pandas.DataFrame
-        Replications whose task raised: index, seed, error.
-    tests : dict
-        :class:`ECDFTest` per quantity (all replications), for the figure.
-    thin : int
-        Ranks run 0..thin.
-    alpha : float
-        Family-wise level of the verdicts.
-    power : SBCPower or None
-        The smallest miscalibration this N detects with 80 % power (None: no replications).
-    """
-
-    ranks: pd.DataFrame
-    coverage: pd.DataFrame
-    verdicts: pd.DataFrame
-    errors: pd.DataFrame
-    tests: dict[str, ECDFTest] = field(repr=False)
-    thin: int = DEFAULT_THIN
-    alpha: float = FAMILY_ALPHA
-    power: SBCPower | None = None
-
-    @property
-    def n_failed_diagnostics(self) -> int:
-        """Replications whose fit failed its diagnostics (kept in every statistic)."""
-        return int((~self.ranks["diagnostics_ok"]).sum()) if len(self.ranks) else 0
-
-    @property
-    def miscalibrated(self) -> bool:
-        """Whether some quantity is miscalibrated at the family-wise level (Holm)."""
-        return bool(self.verdicts["miscalibrated"].any())
-
-    @property
-    def calibrated(self) -> bool:
-        """``not miscalibrated`` (kept for old callers): no evidence of miscalibration.
-
-        Not a proof of calibration: read it with :attr:`power`.
-        """
-        return not self.miscalibrated
-
-    def verdict(self) -> str:
-        """The run's verdict in one sentence (with the power statement when nothing is found)."""
-        if not len(self.ranks):
-            return "no replications: no verdict"
-        head = f"family-wise alpha = {self.alpha:g} over {len(self.verdicts)} quantities (Holm)"
-        bad = self.verdicts.loc[self.verdicts["miscalibrated"], "quantity"].tolist()
-        if bad:
-            return f"{MISCALIBRATED}: {', '.join(bad)} at {head}."
-        tail = f" {self.power.text()}" if self.power is not None else ""
-        return f"{NO_EVIDENCE} at {head}.{tail}"
-
-
-def summarise(
-    records: list[dict[str, Any]],
-    quantities: tuple[str, ...],
-    thin: int,
-    alpha: float = FAMILY_ALPHA,
-) -> SBCSummary:
-    """Ranks, coverage and verdicts from the stored replication records.
-
-    Each quantity's exact ECDF p-value is Holm-adjusted over ``quantities``; a quantity is
-    miscalibrated when its adjusted p-value is at most ``alpha`` (family-wise error rate).
-    """
-    ok = [r for r in records if r["status"] == "ok"]
-    errors = pd.DataFrame(
-        [
-            {"index": r["index"], "seed": r["seed"], "error": r["error"]}
-            for r in records
-            if r["status"] != "ok"
-        ],
-        columns=["index", "seed", "error"],
-    )
-    rows = []
-    for r in ok:
-        res = r["result"]
-        row = {"index": r["index"], "seed": r["seed"], "diagnostics_ok": res["diagnostics"]["ok"]}
-        row.update({f"rank_{q}": res["rank"][q] for q in quantities})
-        row.update({f"truth_{q}": res["truth"][q] for q in quantities})
-        row["fit_seconds"] = res["timings"]["fit_seconds"]
-        rows.append(row)
-    columns = [
-        "index",
-        "seed",
-        "diagnostics_ok",
-        *(f"rank_{q}" for q in quantities),
-        *(f"truth_{q}" for q in quantities),
-        "fit_seconds",
-    ]
-    ranks = pd.DataFrame(rows, columns=columns)
-    ranks["diagnostics_ok"] = ranks["diagnostics_ok"].astype(bool)
-
-    cov_rows = []
-    for q in quantities:
-        for c in COVERAGE_LEVELS:
-            hits = np.array([r["result"]["covered"][q][f"{c:g}"] for r in ok], dtype=bool)
-            n, x = hits.size, int(hits.sum())
-            if n:
-                ci = stats.binomtest(x, n).proportion_ci(0.95, method="exact")
-                lo, hi = float(ci.low), float(ci.high)
-            else:
-                lo = hi = float("nan")
-            cov_rows.append(
-                {
-                    "quantity": q,
-                    "level": c,
-                    "n": n,
-                    "covered": x / n if n else np.nan,
-                    "lower": lo,
-                    "upper": hi,
-                    "ok": bool(lo <= c <= hi) if n else False,
-                }
-            )
-    coverage = pd.DataFrame(cov_rows)
-
-    tests, ver_rows = {}, []
-    for q in quantities:
-        all_r = ranks[f"rank_{q}"].to_numpy(dtype=np.int64)
-        good_r = ranks.loc[ranks["diagnostics_ok"], f"rank_{q}"].to_numpy(dtype=np.int64)
-        tests[q] = ecdf_test(all_r, thin)
-        z_mean, z_var = _shape(all_r, thin) if all_r.size else (np.nan, np.nan)
-        ver_rows.append(
-            {
-                "quantity": q,
-                "n": int(all_r.size),
-                "ecdf_p": tests[q].p_value,
-                "ecdf_p_diagnostics_ok": tests[q].p_value
-                if good_r.size == all_r.size
-                else ecdf_test(good_r, thin).p_value,
-                "z_mean": z_mean,
-                "z_var": z_var,
-            }
-        )
-    verdicts = pd.DataFrame(
-        ver_rows,
-        columns=["quantity", "n", "ecdf_p", "ecdf_p_diagnostics_ok", "z_mean", "z_var"],
-    )
-    adjusted, rejected = family_verdict(verdicts["ecdf_p"].to_numpy(dtype=float), alpha)
-    verdicts["ecdf_p_holm"] = adjusted
-    verdicts["alpha"] = alpha
-    verdicts["miscalibrated"] = rejected.astype(bool)
-    n = len(ranks)
-    power = detectable(n, thin, len(quantities), alpha) if n else None
-    note = power.short() if power is not None else ""
-    verdicts["verdict"] = [
-        _verdict(r.ecdf_p_holm, r.z_mean, r.z_var, alpha, note) for r in verdicts.itertuples()
-    ]
-    return SBCSummary(ranks, coverage, verdicts, errors, tests, thin, alpha, power)
-
-
-@dataclass(frozen=True)
 class SBCResult:
     """A finished (or partly finished) SBC run: the summary, the executor's report, the folder."""
 
@@ -445,7 +270,7 @@ class SBCResult:
     out_dir: Path
 
     def text(self) -> str:
-        """A short report for the terminal."""
+        """Return a short report for the terminal."""
         s, rep = self.summary, self.report
         n_run = len(s.ranks)
         fits_s = (len(rep.ran) / rep.wall_seconds) if rep.wall_seconds and rep.ran else 0.0
@@ -527,7 +352,7 @@ def run_sbc(
     SBCResult
     """
     if isinstance(config, Config):
-        cfg = config.replace(**dict(overrides)) if isinstance(overrides, dict) else config
+        cfg = apply_overrides(config, overrides)
     else:
         cfg = load_config(config, overrides)
     if replications < 1:

@@ -1,6 +1,7 @@
 """Outputs of an SBC run: coverage table, summary files, report, the rank figure and rank hash.
 
-Used by :mod:`bayes_va.workflows.sbc`, which re-exports every name here.
+Used by :mod:`bayes_va.workflows.sbc`, which re-exports every name here. The figure is drawn by
+:func:`bayes_va.viz.sbc.plot_sbc` (``plot`` here, the old name).
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from bayes_va.checking.sbc_stats import BAND_PROB, ecdf_band
+from bayes_va.checking.sbc import SBCSummary
 from bayes_va.core import atomic
-from bayes_va.viz.figure import save_figure
+from bayes_va.viz.sbc import HIST_BAND_PROB as HIST_BAND_PROB
+from bayes_va.viz.sbc import plot_sbc
 
 if TYPE_CHECKING:
-    from bayes_va.workflows.sbc import SBCResult, SBCSummary
+    from bayes_va.workflows.sbc import SBCResult
 
-#: Pointwise band of the rank histogram (binomial, per bin), as in Talts et al.'s figures.
-HIST_BAND_PROB = 0.99
+#: The figure's old name (callers and ``bayes_va.workflows.sbc`` re-export it).
+plot = plot_sbc
 
 
 def coverage_markdown(coverage: pd.DataFrame) -> str:
-    """The coverage table as Markdown (percent, 95 % Clopper–Pearson interval)."""
+    """Format the coverage table as Markdown (percent, 95 % Clopper–Pearson interval)."""
     lines = [
         "| quantity | nominal | covered % (95% CI) | n | nominal inside CI |",
         "|---|---|---|---|---|",
@@ -42,7 +43,7 @@ def coverage_markdown(coverage: pd.DataFrame) -> str:
 
 
 def verdicts_markdown(summary: SBCSummary) -> str:
-    """The verdict table, the run's verdict and its power statement, as Markdown."""
+    """Format the verdict table, the run's verdict and its power statement as Markdown."""
     s = summary
     lines = [
         "| quantity | n | ECDF test p | Holm-adjusted p | p (diagnostics ok only) | "
@@ -129,82 +130,8 @@ def write_outputs(result: SBCResult) -> Path:
         json.dumps(summary, indent=2, sort_keys=True, default=float) + "\n",
     )
     if len(s.ranks):
-        plot(s, out / "sbc.png")
-        plot(s, out / "sbc.svg")
+        plot_sbc(s, out / "sbc")  # sbc.png and sbc.svg
     return out
-
-
-def plot(summary: SBCSummary, path: str | Path, bins: int | None = None) -> None:
-    """Rank histograms (top) and ECDF differences with simultaneous bands (bottom).
-
-    Fits that failed their diagnostics are stacked in red on the histograms, so they are seen,
-    not dropped; the grey band is the 99 % range of a bin count under uniform ranks. Below, the
-    grey band is the exact simultaneous 95 % band of one quantity, the dashed lines the band at
-    ``1 - alpha / m`` (a curve outside them is rejected at Holm's first step, family-wise).
-    """
-    import matplotlib.pyplot as plt
-
-
-    quantities = [c.removeprefix("rank_") for c in summary.ranks.columns if c.startswith("rank_")]
-    values = summary.thin + 1
-    if bins is None:
-        bins = next((b for b in (20, 25, 10, 5) if values % b == 0 and values // b >= 2), values)
-    n = len(summary.ranks)
-    fig, axes = plt.subplots(
-        2, len(quantities), figsize=(2.9 * len(quantities), 5.2), squeeze=False
-    )
-    edges = np.linspace(0, values, bins + 1)
-    lo, hi = stats.binom.ppf([(1 - HIST_BAND_PROB) / 2, (1 + HIST_BAND_PROB) / 2], n, 1 / bins)
-    ok = summary.ranks["diagnostics_ok"].to_numpy()
-    verdicts = summary.verdicts.set_index("quantity")
-    fw_prob = 1.0 - summary.alpha / len(quantities)
-    fw_lo, fw_hi = ecdf_band(n, summary.thin, fw_prob) if n else (None, None)
-    for col, q in enumerate(quantities):
-        r = summary.ranks[f"rank_{q}"].to_numpy()
-        ax = axes[0, col]
-        ax.axhspan(lo, hi, color="0.88", zorder=0)
-        ax.axhline(n / bins, color="0.5", lw=0.8)
-        ax.hist(
-            [r[ok], r[~ok]],
-            bins=edges,
-            stacked=True,
-            color=["C0", "C3"],
-            label=["diagnostics ok", "failed diagnostics"],
-        )
-        ax.set_title(q, fontsize=10)
-        ax.set_xlabel(f"rank (0–{summary.thin})", fontsize=8)
-        t = summary.tests[q]
-        ax = axes[1, col]
-        ax.fill_between(t.z, t.lower, t.upper, step="mid", color="0.85", zorder=0)
-        if fw_lo is not None:
-            for b in (fw_lo, fw_hi):
-                ax.step(t.z, b, where="mid", color="0.45", lw=0.7, ls="--")
-        ax.axhline(0, color="0.5", lw=0.8)
-        ax.step(t.z, t.diff, where="mid", color="C0")
-        bad = bool(verdicts.loc[q, "miscalibrated"])
-        ax.set_title(
-            f"p = {t.p_value:.3f} (Holm {verdicts.loc[q, 'ecdf_p_holm']:.3f}): "
-            f"{'MISCAL.' if bad else 'no evidence'}",
-            fontsize=8,
-            color="C3" if bad else "k",
-        )
-        ax.set_xlabel("fractional rank", fontsize=8)
-    axes[0, 0].set_ylabel("replications")
-    axes[1, 0].set_ylabel(
-        f"ECDF − uniform ({100 * BAND_PROB:g}% band;\n--: {100 * fw_prob:g}%, family-wise)",
-        fontsize=8,
-    )
-    axes[0, -1].legend(fontsize=7, loc="upper right")
-    n_fail = summary.n_failed_diagnostics
-    power = f"\n{summary.power.short()}" if summary.power is not None else ""
-    fig.suptitle(
-        f"SBC: {n} replications ({n_fail} failed diagnostics, shown in red; "
-        f"{len(summary.errors)} raised); Holm, family-wise alpha = {summary.alpha:g}{power}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
 
 
 def hash_ranks(summary: SBCSummary) -> str:

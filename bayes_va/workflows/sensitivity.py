@@ -7,7 +7,8 @@ where it applies and the diagnostics verdict. A scenario whose fit fails its dia
 marked, not dropped; one that cannot be fitted at all (bad config) raises before anything runs.
 
 Scenarios that share a model structure reuse one compiled model (see
-:mod:`bayes_va.engine.sampling`), so after the first of a structure each costs a fraction of a second.
+:mod:`bayes_va.engine.sampling`), so after the first of a structure each costs a fraction of a
+second.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from bayes_va.config.model import Config, load_config
 from bayes_va.core import atomic
@@ -69,9 +71,31 @@ def plan(
     leave_one_out: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> list[Scenario]:
-    """Load and validate every config first, so a typo fails before any fitting.
+    """List the fits of a sensitivity analysis, loading and validating every config first.
 
-    ``overrides`` (dotted keys, e.g. ``{"sampler.draws": 500}``) apply to every scenario.
+    Loading (and building each scenario's data set) before any fitting makes a typo fail at
+    once rather than after hours of fits.
+
+    Parameters
+    ----------
+    configs : sequence of str or Path
+        Scenario configs; ``base`` among them is skipped (it is always the first scenario).
+    base : str or Path
+        The base model's config.
+    leave_one_out : bool
+        Add one scenario per study of the base data set, with that study excluded.
+    overrides : dict, optional
+        Dotted keys (e.g. ``{"sampler.draws": 500}``) applied to every scenario.
+
+    Returns
+    -------
+    list of Scenario
+        The base first, then the scenarios in the order given, then the leave-one-out fits.
+
+    Raises
+    ------
+    ValueError
+        When two scenarios share a name.
     """
     base_cfg = load_config(base, overrides)
     scenarios = [Scenario(base_cfg.name, "base", base_cfg)]
@@ -98,35 +122,32 @@ def plan(
 
 
 def row(scenario: Scenario, result: FitResult) -> dict[str, Any]:
-    """The table row of one fitted scenario."""
-    b = result.estimates["bayes"]
-    g = result.estimates["glmm"]
-    spread = "tau" if "tau" in b else "phi"
-    t = result.diagnostics["timings"]
+    """Summarise one fitted scenario as a table row (the keys of :data:`COLUMNS`)."""
+    e, g, t = result.estimates, result.estimates.glmm, result.diagnostics.timings
     return {
         "scenario": scenario.name,
         "kind": scenario.kind,
         "description": scenario.config.description,
-        "k": result.estimates["k"],
+        "k": e.k,
         "family": scenario.config.model.family,
-        "pooled_median": b["pooled"]["median"],
-        "pooled_lower": b["pooled"]["lower"],
-        "pooled_upper": b["pooled"]["upper"],
-        "predictive_median": b["predictive"]["median"],
-        "predictive_lower": b["predictive"]["lower"],
-        "predictive_upper": b["predictive"]["upper"],
-        "spread_name": spread,
-        "spread_median": b[spread]["median"],
-        "spread_lower": b[spread]["lower"],
-        "spread_upper": b[spread]["upper"],
-        "glmm_pooled": g["pooled"] if g else None,
-        "glmm_lower": g["pooled_ci"][0] if g else None,
-        "glmm_upper": g["pooled_ci"][1] if g else None,
+        "pooled_median": e.pooled.median,
+        "pooled_lower": e.pooled.lower,
+        "pooled_upper": e.pooled.upper,
+        "predictive_median": e.predictive.median,
+        "predictive_lower": e.predictive.lower,
+        "predictive_upper": e.predictive.upper,
+        "spread_name": e.spread_name,
+        "spread_median": e.spread.median,
+        "spread_lower": e.spread.lower,
+        "spread_upper": e.spread.upper,
+        "glmm_pooled": g.pooled if g is not None else None,
+        "glmm_lower": g.pooled_ci[0] if g is not None else None,
+        "glmm_upper": g.pooled_ci[1] if g is not None else None,
         "diagnostics_ok": result.ok,
-        "diagnostics_failures": "; ".join(result.diagnostics["failures"]),
-        "compile_seconds": t["compile_seconds"],
-        "sample_seconds": t["sample_seconds"],
-        "fit_seconds": t["fit_seconds"],
+        "diagnostics_failures": "; ".join(result.diagnostics.failures),
+        "compile_seconds": t.compile_seconds if t is not None else float("nan"),
+        "sample_seconds": t.sample_seconds if t is not None else float("nan"),
+        "fit_seconds": t.fit_seconds if t is not None else float("nan"),
     }
 
 
@@ -187,8 +208,6 @@ def run_sensitivity(
     scenarios = plan(configs, base, leave_one_out, overrides)
     t0 = time.perf_counter()
     if map_fn is None:
-        from tqdm.auto import tqdm
-
         rows = [
             fit_scenario(s)
             for s in tqdm(scenarios, desc="scenarios", unit="fit", disable=not progress)
@@ -201,7 +220,7 @@ def run_sensitivity(
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """The table as Markdown, proportions in percent, failed rows marked."""
+    """Format the table as Markdown, proportions in percent, failed rows marked."""
 
     def pct(m: float, lo: float, hi: float) -> str:
         return f"{100 * m:.2f} ({100 * lo:.2f}–{100 * hi:.2f})"

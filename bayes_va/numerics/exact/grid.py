@@ -46,7 +46,7 @@ class _Box:
 
 
 def _initial_box(y: FloatArray, n: FloatArray) -> _Box:
-    """A first guess: around the pooled log-odds, tau from 0.02 to 5 (widened as needed)."""
+    """Guess a first box: around the pooled log-odds, tau from 0.02 to 5 (widened as needed)."""
     centre = special.logit((y.sum() + 0.5) / (n.sum() + 1.0)) if y.size else 0.0
     return _Box(centre - 3.0, centre + 3.0, np.log(0.02), np.log(5.0))
 
@@ -54,7 +54,7 @@ def _initial_box(y: FloatArray, n: FloatArray) -> _Box:
 def _axis_extent(
     nodes: FloatArray, keep: NDArray[np.bool_], lo: float, hi: float
 ) -> tuple[float, float, bool]:
-    """New (lo, hi) along one axis: kept nodes padded by one cell; widen where they hit an edge.
+    """Place one axis anew: kept nodes padded by one cell, widened where they hit an edge.
 
     Returns the new bounds and whether the axis had to be widened.
     """

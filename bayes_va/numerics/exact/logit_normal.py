@@ -1,7 +1,7 @@
 """The logit-normal random-effects model: its exact grid posterior and leave-one-study-out.
 
-See the package docstring (:mod:`bayes_va.numerics.exact`) for the model and the two quadrature levels,
-and :mod:`bayes_va.numerics.exact.whitened` for the ``(z, log tau)`` grid.
+See the package docstring (:mod:`bayes_va.numerics.exact`) for the model and the two quadrature
+levels, and :mod:`bayes_va.numerics.exact.whitened` for the ``(z, log tau)`` grid.
 """
 
 from __future__ import annotations
@@ -514,8 +514,10 @@ class ExactPosterior:
 
     @property
     def weights(self) -> FloatArray:
-        """Posterior mass of each ``(mu, log tau)`` cell of the view, shape ``(mu.size,
-        log_tau.size)``, summing to 1."""
+        """Posterior mass of each ``(mu, log tau)`` cell of the view, summing to 1.
+
+        Shape ``(mu.size, log_tau.size)``.
+        """
         return self._view[1]
 
     @cached_property
@@ -526,7 +528,7 @@ class ExactPosterior:
 
 
 def _root(f: Callable[[float], float], q: float, lo: float, hi: float) -> float:
-    """The ``x`` in ``[lo, hi]`` with ``f(x) = q`` for a CDF ``f`` (0 at ``lo``, 1 at ``hi``)."""
+    """Solve ``f(x) = q`` in ``[lo, hi]`` for a CDF ``f`` (0 at ``lo``, 1 at ``hi``)."""
     return float(optimize.brentq(lambda x: f(x) - q, lo, hi, xtol=1e-13, rtol=1e-15))
 
 

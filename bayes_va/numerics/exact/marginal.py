@@ -134,7 +134,7 @@ class _Integrand:
         )
 
     def subset(self, mask: NDArray[np.bool_]) -> _Integrand:
-        """The elements where ``mask`` (shape ``B``) is true, as a flat integrand."""
+        """Return the elements where ``mask`` (shape ``B``) is true, as a flat integrand."""
         fields = (self.y, self.n, self.mu, self.tau, self.log_const, self.mode, self.curvature)
         return _Integrand(*(np.broadcast_to(a, mask.shape)[mask] for a in fields))
 
@@ -164,7 +164,7 @@ def _drop_point(f: _Integrand, top: FloatArray, side: float) -> FloatArray:
 
 
 def _within(a: FloatArray, b: FloatArray, tol: float) -> NDArray[np.bool_]:
-    """``|a - b| <= tol`` absolutely near 0 and relatively for large ``|a|`` (log scale)."""
+    """Test ``|a - b| <= tol``, absolutely near 0 and relatively for large ``|a|`` (log scale)."""
     return np.abs(a - b) <= tol * np.maximum(1.0, np.abs(a))
 
 

@@ -1,8 +1,8 @@
 """A posterior on a tensor grid in (mu, log spread): weights, marginal CDFs, summaries.
 
-The base of :class:`~bayes_va.numerics.exact.ExactBetaBinomialPosterior` (``mu``, ``log phi``), which
-adds its predictive distribution. (:class:`~bayes_va.numerics.exact.ExactPosterior` of the logit-normal
-model lives on a whitened grid instead, see :mod:`bayes_va.numerics.exact.whitened`.)
+The base of :class:`~bayes_va.numerics.exact.ExactBetaBinomialPosterior` (``mu``, ``log phi``),
+which adds its predictive distribution. (:class:`~bayes_va.numerics.exact.ExactPosterior` of the
+logit-normal model lives on a whitened grid instead, see :mod:`bayes_va.numerics.exact.whitened`.)
 """
 
 from __future__ import annotations

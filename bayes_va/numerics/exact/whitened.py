@@ -7,8 +7,8 @@ for the narrow ridge needs thousands of ``mu`` nodes, and a coarser one under-re
 misses it altogether while the grid is being placed. Here each ``log tau`` slice gets its own
 affine map ``mu = m(rho) + s(rho) z`` (``rho = log tau``), with ``m`` and ``s`` a cheap
 normal approximation to the slice's conditional mean and SD (see
-:func:`bayes_va.numerics.exact.logit_normal._whitening`), corrected by the moments measured on a coarse
-pass (:func:`_measured_whitening`), so that the conditional of ``z`` is O(1) wide in every
+:func:`bayes_va.numerics.exact.logit_normal._whitening`), corrected by the moments measured on a
+coarse pass (:func:`_measured_whitening`), so that the conditional of ``z`` is O(1) wide in every
 slice and one tensor grid in ``(z, rho)`` resolves them all. The Jacobian ``s(rho)`` enters the
 log density.
 
@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import optimize, special
 
 from bayes_va.numerics.exact.common import FloatArray
@@ -89,16 +90,18 @@ class _TailMap:
     c: float = 0.0
     lam: float = 0.0
 
-    def rho(self, u: FloatArray) -> FloatArray:
+    def rho(self, u: FloatArray | float) -> FloatArray:
+        """Map grid coordinates ``u`` to ``log tau`` (a 0-d array for a scalar ``u``)."""
         u = np.asarray(u, dtype=float)
         return u if self.lam == 0.0 else self.c + u - self.lam * np.exp(-u / self.lam)
 
     def log_jacobian(self, u: FloatArray) -> FloatArray:
+        """Return ``log(d rho / d u)`` at ``u``."""
         u = np.asarray(u, dtype=float)
         return np.zeros_like(u) if self.lam == 0.0 else np.logaddexp(0.0, -u / self.lam)
 
     def u(self, rho: float) -> float:
-        """The inverse, for a scalar (bracketed root: ``rho(u)`` is increasing)."""
+        """Invert :meth:`rho` for a scalar (bracketed root: ``rho(u)`` is increasing)."""
         if self.lam == 0.0:
             return float(rho)
         lo, hi = min(rho - self.c, 0.0) - self.lam, max(rho - self.c, 0.0) + self.lam
@@ -108,7 +111,7 @@ class _TailMap:
 
 
 def _tail_map(rho: FloatArray, lp: FloatArray, rho_lo: float) -> _TailMap:
-    """A :class:`_TailMap` for a coarse evaluation ``lp`` on ``z x rho`` (or the identity).
+    """Build the :class:`_TailMap` for a coarse evaluation ``lp`` on ``z x rho`` (or the identity).
 
     ``c`` is the lowest coarse ``rho`` whose marginal log density is within ``_TAIL_DROP`` of
     the peak (scanning down from the peak), and the map is used only if the grid reaches more
@@ -146,7 +149,7 @@ def _floored(lp: FloatArray) -> FloatArray:
     return np.maximum(lp, lp.max() - 700.0)
 
 
-def _bulk_slices(lp: FloatArray) -> FloatArray:
+def _bulk_slices(lp: FloatArray) -> NDArray[np.bool_]:
     """Slices whose log mass is within ``_BULK_DROP`` of the largest (a boolean mask)."""
     mass = special.logsumexp(_floored(lp), axis=0)
     return mass >= mass.max() - _BULK_DROP
@@ -214,9 +217,9 @@ def _measured_whitening(
     """``whiten`` corrected by the conditional mean and SD of ``z`` measured in each slice.
 
     ``lp`` is a coarse evaluation of the whitened log density on ``z x rho`` (the last pass of
-    :func:`~bayes_va.numerics.exact.grid._locate`). The corrections are interpolated linearly in ``rho``
-    between the slices holding mass (held constant beyond them), so the new map follows the
-    real conditional where the normal approximation is off (zero-event studies, a dominant
+    :func:`~bayes_va.numerics.exact.grid._locate`). The corrections are interpolated linearly in
+    ``rho`` between the slices holding mass (held constant beyond them), so the new map follows
+    the real conditional where the normal approximation is off (zero-event studies, a dominant
     prior). An SD below half the ``z`` spacing is not trusted and is raised to it.
     """
     mean_z, sd_z = _conditional_moments(z, lp)
