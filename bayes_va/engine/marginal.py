@@ -115,9 +115,15 @@ def _rule_sizes(n_nodes: int | None) -> tuple[int, ...]:
 
 
 # --------------------------------------------------------------------------- numba kernels
+#
+# Every kernel states fastmath=False. A jitted function that leaves it unset inherits the flag
+# of the function that first compiles it: here PyTensor's fastmath=True model code, unless
+# something called the kernel directly first. The compiled flavour (and the on-disk cache
+# entry) then depended on process history, and posteriors moved by ~1e-8 between cold and
+# warm caches and with fit order (tests/test_determinism.py).
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", fastmath=False)
 def _sigmoid_softplus(t: float) -> tuple[float, float]:
     """``(expit t, log(1 + e^t))`` from one exponential."""
     e = math.exp(-abs(t))
@@ -126,13 +132,13 @@ def _sigmoid_softplus(t: float) -> tuple[float, float]:
     return s, sp
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", fastmath=False)
 def _sigmoid(t: float) -> float:
     e = math.exp(-abs(t))
     return 1.0 / (1.0 + e) if t >= 0.0 else e / (1.0 + e)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=False)
 def _mode(y: float, n: float, eta: float, tau: float) -> tuple[float, float]:
     """Mode ``d`` of ``theta - eta`` for the integrand, and the curvature there.
 
@@ -172,7 +178,7 @@ def _mode(y: float, n: float, eta: float, tau: float) -> tuple[float, float]:
     return d, n * p * (1.0 - p) + v
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=False)
 def _study(
     y: float,
     n: float,
@@ -218,12 +224,12 @@ def _study(
     return ll, g_eta, g_tau
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=False)
 def _log_binom_coef(y: float, n: float) -> float:
     return math.lgamma(n + 1.0) - math.lgamma(y + 1.0) - math.lgamma(n - y + 1.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=False)
 def _marginal_kernel(
     y: np.ndarray,
     n: np.ndarray,
@@ -269,7 +275,7 @@ def _marginal_kernel(
     return ll, g_eta, g_tau
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=False)
 def _marginal_values(
     y: np.ndarray,
     n: np.ndarray,
@@ -402,7 +408,7 @@ def _register_numba() -> None:
     ) -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]:
         x, lw, sizes = _rules(_rule_sizes(op.n_nodes))
 
-        @numba.njit
+        @numba.njit(fastmath=False)
         def marginal(
             y: np.ndarray,
             n: np.ndarray,
@@ -510,7 +516,7 @@ def log_marginal(
 # --------------------------------------------------------------------------- drawing theta
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", fastmath=False)
 def _splitmix(z: np.uint64) -> np.uint64:
     z = z + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -518,21 +524,21 @@ def _splitmix(z: np.uint64) -> np.uint64:
     return z ^ (z >> np.uint64(31))
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", fastmath=False)
 def _uniform(key: np.uint64, counter: np.uint64) -> float:
     """Return a uniform in (0, 1) from a key and a counter (counter-based generator)."""
     bits = _splitmix(key ^ _splitmix(counter)) >> np.uint64(11)
     return (float(bits) + 0.5) / 9007199254740992.0  # 2**53
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", fastmath=False)
 def _log_h(t: float, d: float, y: float, n: float, tau: float) -> tuple[float, float]:
     """Log conditional density of ``delta = theta - eta`` (unnormalised) and its slope."""
     sig, sp = _sigmoid_softplus(t)
     return y * t - n * sp - 0.5 * (d / tau) ** 2, y - n * sig - d / (tau * tau)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=False)
 def _draw_one(y: float, n: float, eta: float, tau: float, key: np.uint64) -> float:
     """One exact draw of theta from its conditional (three-tangent envelope rejection)."""
     m, c = _mode(y, n, eta, tau)
@@ -570,7 +576,7 @@ def _draw_one(y: float, n: float, eta: float, tau: float, key: np.uint64) -> flo
     return eta + m  # pragma: no cover - acceptance ~0.8: never reached
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=False)
 def _draw_kernel(
     y: np.ndarray, n: np.ndarray, eta: np.ndarray, tau: np.ndarray, seed: np.uint64
 ) -> np.ndarray:
