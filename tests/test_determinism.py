@@ -44,6 +44,7 @@ from bayes_va.data.dataset import build_dataset
 from bayes_va.data.moderators import build_design
 from bayes_va.engine import marginal as M
 from bayes_va.engine.model import build_model, data_values
+from bayes_va.numerics.exact import log_binom_coef
 
 cfg = load_config(sys.argv[1])
 data = build_dataset(cfg.data, cfg.data_dir)
@@ -51,7 +52,7 @@ design = build_design(data.table, cfg.model.moderators, cfg.model.reference)
 if os.environ.get("KERNEL_FIRST"):
     y, n = data.y.astype(float), data.n.astype(float)
     x, lw, sizes = M._rules(M._rule_sizes(None))
-    M._marginal_kernel(y, n, M.log_binom_coef(y, n), M.node_rule(y, n), M.first_duplicate(y, n),
+    M._marginal_kernel(y, n, log_binom_coef(y, n), M.node_rule(y, n), M.first_duplicate(y, n),
                        np.full(data.k, -3.0), np.array([0.7]), x, lw, sizes)
 cm = nutpie.compile_pymc_model(build_model(cfg, data, design))
 cm = cm.with_data(**data_values(cfg, data, design))

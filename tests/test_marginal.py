@@ -21,11 +21,11 @@ from bayes_va.engine.marginal import (
     _rules,
     draw_theta,
     first_duplicate,
-    log_binom_coef,
     log_marginal,
     node_rule,
 )
 from bayes_va.numerics import exact
+from bayes_va.numerics.exact import log_binom_coef
 
 #: Studies of every kind: zero/all events, tiny, the revision sizes, 80,000 patients.
 STUDIES = [

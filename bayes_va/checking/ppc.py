@@ -32,6 +32,7 @@ from scipy import stats
 from scipy.special import expit
 
 from bayes_va.checking.loo import marginal_loo
+from bayes_va.core.rng import FitStream, stream_rng
 from bayes_va.numerics.exact import empirical_logits
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ __all__ = [
 #: Two-sided predictive p-values below this are flagged.
 PPC_FLAG_P = 0.01
 #: Stream of the config seed used for new-study draws (derived.py uses 1 and 2).
-_STREAM_NEW_STUDY = 11
 _SAMPLE = ("chain", "draw")
 
 
@@ -217,7 +217,7 @@ def posterior_predictive_checks(
         if isinstance(result, xr.DataTree):
             raise ValueError("pass seed= with a DataTree (a FitResult uses its config's seed)")
         seed = result.config.sampler.seed
-    rng = np.random.default_rng(np.random.SeedSequence([seed, _STREAM_NEW_STUDY]))
+    rng = stream_rng(seed, FitStream.NEW_STUDY)
     obs = tree["observed_data"].dataset
     study = [str(s) for s in obs["study"].values]
     y = obs["y"].values.astype(np.int64)

@@ -16,33 +16,24 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from scipy.special import expit, gammaln, log_expit
+from scipy.special import expit, log_expit
 from scipy.stats import betabinom
 
+from bayes_va.core.rng import FitStream, stream_rng
 from bayes_va.data.dataset import StudyData
 from bayes_va.data.moderators import Design
 from bayes_va.engine.marginal import draw_theta, log_marginal
-from bayes_va.numerics.exact import log_marginal_likelihood
+from bayes_va.numerics.exact import log_binom_coef, log_marginal_likelihood
 
 #: Accuracy of the stored marginal log-likelihood (log scale). 1e-6 is far below the Monte-Carlo
 #: error of anything computed from it (PSIS-LOO) and costs a third of the 1e-9 default
 #: (0.06 s vs 0.15 s for 4,000 draws x 14 studies; measured error 6e-8).
 LOGLIK_TOL = 1e-6
 
-#: Independent streams derived from the config seed (the sampler uses the seed itself).
-_STREAM_PREDICTIVE = 1
-_STREAM_PPC = 2
-_STREAM_THETA = 3
-
-
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, stream]))
-
 
 def conditional_loglik(theta: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Return log Binomial(y | n, logit⁻¹ θ), broadcasting θ (..., k) against y, n (k,)."""
-    coef = gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0)
-    return coef + y * log_expit(theta) + (n - y) * log_expit(-theta)
+    return log_binom_coef(y, n) + y * log_expit(theta) + (n - y) * log_expit(-theta)
 
 
 def add_derived(
@@ -93,15 +84,15 @@ def add_derived(
             )
             post = post.assign_coords({f"{term.name}_level": list(levels)})
     post["pooled"] = (("chain", "draw"), expit(mu))
-    z_rng = _rng(seed, _STREAM_PREDICTIVE)
+    z_rng = stream_rng(seed, FitStream.PREDICTIVE)
     y, n = data.y.astype(float), data.n.astype(float)
 
     if family == "logit_normal":
         tau = post["tau"].values
         marginal = "theta" not in post  # marginal parametrisation: theta was integrated out
         if marginal:
-
-            theta_seed = int(np.random.SeedSequence([seed, _STREAM_THETA]).generate_state(1)[0])
+            state = np.random.SeedSequence([seed, int(FitStream.THETA)]).generate_state(1)
+            theta_seed = int(state[0])
             post["theta"] = (dims, draw_theta(data.y, data.n, eta, tau, theta_seed))
         theta = post["theta"].transpose(*dims).values
         post["predictive"] = (("chain", "draw"), expit(mu + tau * z_rng.standard_normal(mu.shape)))
@@ -134,7 +125,7 @@ def add_derived(
         raise ValueError(f"unknown family {family!r}")
     post["p"] = (dims, p_values)
 
-    y_rep = _rng(seed, _STREAM_PPC).binomial(data.n, p_values)
+    y_rep = stream_rng(seed, FitStream.PPC).binomial(data.n, p_values)
     coords = {"chain": post["chain"], "draw": post["draw"], "study": list(data.study)}
     groups = {
         "posterior": post,

@@ -39,7 +39,6 @@ from pytensor.gradient import DisconnectedType, disconnected_type
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op, OutputStorageType
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
-from scipy.special import gammaln
 
 __all__ = [
     "N_NODES",
@@ -310,11 +309,11 @@ def _marginal_values(
 class MarginalLogLik(Op):
     """Per-study log marginal likelihood ``log p(y_i | eta_i, tau)`` and its gradient pieces.
 
-    Inputs ``y``, ``n``, ``log_coef`` (``log C(n, y)``, see :func:`log_binom_coef`) and
-    ``rule`` (see :func:`node_rule`) and ``first`` (see :func:`first_duplicate`): vectors of
-    data; ``eta`` and ``tau``: scalars or vectors
-    of length 1 or k. Outputs the log likelihood per study and its derivatives with respect to
-    ``eta_i`` and ``tau`` per study; the gradient of a cost uses the last two.
+    Inputs ``y``, ``n``, ``log_coef`` (``log C(n, y)``, see
+    :func:`bayes_va.numerics.exact.log_binom_coef`), ``rule`` (see :func:`node_rule`) and
+    ``first`` (see :func:`first_duplicate`): vectors of data; ``eta`` and ``tau``: scalars or
+    vectors of length 1 or k. Outputs the log likelihood per study and its derivatives with
+    respect to ``eta_i`` and ``tau`` per study; the gradient of a cost uses the last two.
 
     Parameters
     ----------
@@ -443,7 +442,7 @@ def marginal_loglik(
     y, n : array_like or Variable
         Events and sample sizes, shape ``(k,)``.
     log_coef : array_like or Variable
-        ``log C(n, y)`` per study (:func:`log_binom_coef`).
+        ``log C(n, y)`` per study (:func:`bayes_va.numerics.exact.log_binom_coef`).
     rule : array_like or Variable
         Each study's quadrature rule (:func:`node_rule`).
     first : array_like or Variable
@@ -462,13 +461,6 @@ def marginal_loglik(
     out = MarginalLogLik(n_nodes).make_node(y, n, log_coef, rule, first, eta, tau).outputs[0]
     assert isinstance(out, pt.TensorVariable)  # make_node's outputs are dvectors
     return out
-
-
-def log_binom_coef(y: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """``log C(n, y)`` per study (the constant the model takes as data)."""
-    y = np.asarray(y, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    return gammaln(n + 1.0) - gammaln(y + 1.0) - gammaln(n - y + 1.0)
 
 
 def log_marginal(

@@ -42,8 +42,8 @@ import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
 from bayes_va.config.priors import FAMILIES, used_priors
-from bayes_va.engine.marginal import first_duplicate, log_binom_coef, marginal_loglik, node_rule
-from bayes_va.numerics.exact import empirical_logits
+from bayes_va.engine.marginal import first_duplicate, marginal_loglik, node_rule
+from bayes_va.numerics.exact import empirical_logits, log_binom_coef
 
 if TYPE_CHECKING:
     from bayes_va.config.model import Config, Prior

@@ -29,6 +29,7 @@ from scipy.special import expit
 
 from bayes_va.config.model import Config
 from bayes_va.config.priors import frozen, used_priors
+from bayes_va.core.rng import FitStream, stream_rng
 from bayes_va.data.dataset import StudyData
 from bayes_va.data.moderators import Design
 
@@ -36,7 +37,7 @@ __all__ = ["STREAM_PRIOR", "PriorDraws", "add_prior", "prior_draws"]
 
 #: Stream of the config seed for prior draws (the sampler uses the seed itself, the derived
 #: quantities streams 1-3 of :mod:`bayes_va.engine.derived`).
-STREAM_PRIOR = 12
+STREAM_PRIOR = FitStream.PRIOR
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def prior_draws(
     PriorDraws
     """
     seed = config.sampler.seed if seed is None else seed
-    rng = np.random.default_rng(np.random.SeedSequence([seed, STREAM_PRIOR]))
+    rng = stream_rng(seed, STREAM_PRIOR)
     n = np.asarray(n, dtype=np.int64)
     priors = used_priors(config)
     # the order of the draws below fixes every stored prior draw: do not reorder

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from scipy import integrate, special, stats
 
 from bayes_va.core.errors import BayesVAError
+from bayes_va.core.rng import FitStream, stream_rng
 from bayes_va.data.tables import load_table
 
 __all__ = [
@@ -66,7 +67,7 @@ DEFAULT_SEED = 20231123
 #: posterior SD, far below the rounding of any reported figure.
 DEFAULT_DRAWS = 20_000
 #: Stream offset of the contrasts: contrast i of the file (file order) uses stream 100 + i.
-_STREAM_CONTRASTS = 100
+_STREAM_CONTRASTS = int(FitStream.CONTRASTS)
 
 #: Gaughen 2002 measures reported as proportions, with a plain-language description.
 GAUGHEN_MEASURES: dict[str, str] = {
@@ -121,8 +122,7 @@ def _check_counts(events: int, n: int) -> None:
         raise OutcomeError(f"need 0 <= events <= n and n >= 1, got {events}/{n}")
 
 
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+_rng = stream_rng  # the project's one definition (bayes_va.core.rng)
 
 
 def proportion_draws(

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from bayes_va.config.risk import DEFAULT_DRAWS as DEFAULT_DRAWS
 from bayes_va.config.risk import DEFAULT_SEED as DEFAULT_SEED
+from bayes_va.core.rng import RiskStream
 
 FloatArray = NDArray[np.float64]
 Outcome = Literal["recompression", "revision", "avf"]
@@ -28,11 +29,11 @@ _CALIBRATION_MAX_ITER = 100
 #: Patients scored per block in :meth:`RiskModel.summarise` (bounds memory at ~65 MB).
 SUMMARY_CHUNK = 2048
 
-# Random streams (one per kind of draw): SeedSequence([seed, stream]).
-STREAM_COEFFICIENTS = 1
-STREAM_CALIBRATION_TARGET = 2
-STREAM_PSEUDO_COHORT = 3
-STREAM_TRANSPORT = 4
-STREAM_BASELINE = 5
-STREAM_PREDICTIVE = 6
-STREAM_AVF_EFFECTS = 7
+# Random streams (one per kind of draw), defined once in bayes_va.core.rng.
+STREAM_COEFFICIENTS = RiskStream.COEFFICIENTS
+STREAM_CALIBRATION_TARGET = RiskStream.CALIBRATION_TARGET
+STREAM_PSEUDO_COHORT = RiskStream.PSEUDO_COHORT
+STREAM_TRANSPORT = RiskStream.TRANSPORT
+STREAM_BASELINE = RiskStream.BASELINE
+STREAM_PREDICTIVE = RiskStream.PREDICTIVE
+STREAM_AVF_EFFECTS = RiskStream.AVF_EFFECTS

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bayes_va.core.rng import stream_rng
 from bayes_va.risk.constants import FloatArray
 
-
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+_rng = stream_rng  # the project's one definition (bayes_va.core.rng)
 
 
 def _expit_into(x: FloatArray) -> FloatArray:

@@ -54,6 +54,7 @@ from bayes_va.numerics.exact.common import (
     default_log_prior_mu,
     default_log_prior_tau,
     empirical_logits,
+    log_binom_coef,
 )
 from bayes_va.numerics.exact.logit_normal import ExactPosterior, leave_one_out_elpd, posterior_grid
 from bayes_va.numerics.exact.marginal import (  # named in marginal docs
@@ -70,6 +71,7 @@ __all__ = [
     "default_log_prior_tau",
     "empirical_logits",
     "leave_one_out_elpd",
+    "log_binom_coef",
     "log_marginal_likelihood",
     "log_marginal_likelihood_beta_binomial",
     "posterior_grid",

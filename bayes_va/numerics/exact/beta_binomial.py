@@ -26,9 +26,9 @@ from scipy import optimize, special, stats
 from bayes_va.numerics.exact.common import (
     FloatArray,
     LogDensity,
-    _log_binom_coef,
     _study_arrays,
     default_log_prior_mu,
+    log_binom_coef,
 )
 from bayes_va.numerics.exact.grid import _Box, _grid_posterior, _initial_box
 from bayes_va.numerics.exact.posterior import _GridPosterior
@@ -129,7 +129,7 @@ def log_marginal_likelihood_beta_binomial(
         raise ValueError("phi must be > 0")
     a, b = _beta_shapes(mu_b[..., None], phi_b[..., None])
     kernel = _log_bb_kernel(a, b, phi_b[..., None], y_arr, n_arr)
-    return _log_binom_coef(y_arr, n_arr) + kernel
+    return log_binom_coef(y_arr, n_arr) + kernel
 
 
 def _log_joint_beta_binomial(
@@ -139,7 +139,7 @@ def _log_joint_beta_binomial(
 
     The ``+ rho`` term is the Jacobian ``dphi / drho = phi``.
     """
-    log_coef = float(_log_binom_coef(y, n).sum())
+    log_coef = float(log_binom_coef(y, n).sum())
 
     def log_joint(mu: FloatArray, rho: FloatArray) -> FloatArray:
         phi = np.exp(rho)

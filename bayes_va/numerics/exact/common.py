@@ -72,6 +72,13 @@ def empirical_logits(y: ArrayLike, n: ArrayLike) -> tuple[FloatArray, FloatArray
     return np.log((y + 0.5) / (n - y + 0.5)), 1.0 / (y + 0.5) + 1.0 / (n - y + 0.5)
 
 
-def _log_binom_coef(y: FloatArray, n: FloatArray) -> FloatArray:
-    """``log C(n, y)`` via log-gamma (exact enough for n ~ 1e5)."""
+def log_binom_coef(y: ArrayLike, n: ArrayLike) -> FloatArray:
+    """Return ``log C(n, y)`` via log-gamma (exact enough for n ~ 1e5).
+
+    The project's one NumPy definition of the binomial constant (the model takes it as data;
+    the numba kernels of :mod:`bayes_va.engine.marginal` have a scalar twin, as numba cannot
+    call SciPy).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
     return special.gammaln(n + 1.0) - special.gammaln(y + 1.0) - special.gammaln(n - y + 1.0)

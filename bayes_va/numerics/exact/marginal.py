@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from bayes_va.numerics.exact.common import FloatArray, _log_binom_coef, _study_arrays
+from bayes_va.numerics.exact.common import FloatArray, _study_arrays, log_binom_coef
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 _LN2 = np.log(2.0)
@@ -121,7 +121,7 @@ class _Integrand:
     def build(cls, y: FloatArray, n: FloatArray, mu: FloatArray, tau: FloatArray) -> _Integrand:
         """Integrand for studies ``(y, n)`` of shape (k,) and ``mu, tau`` of shape ``S + (1,)``."""
         mode, curvature = _conditional_mode(y, n, mu, tau)
-        log_const = _log_binom_coef(y, n) - np.log(tau) - _LOG_SQRT_2PI
+        log_const = log_binom_coef(y, n) - np.log(tau) - _LOG_SQRT_2PI
         return cls(y, n, mu, tau, log_const, mode, curvature)
 
     def log_f(self, delta: FloatArray) -> FloatArray:
@@ -312,6 +312,6 @@ def log_marginal_likelihood(
         if np.any(suspect):
             out[suspect] = _refined_trapezoid(f.subset(suspect), tol)
     if np.any(at_zero):
-        fixed = _log_binom_coef(y_arr, n_arr) + _log_binom_kernel(mu_b[..., None], y_arr, n_arr)
+        fixed = log_binom_coef(y_arr, n_arr) + _log_binom_kernel(mu_b[..., None], y_arr, n_arr)
         out = np.where(at_zero[..., None], fixed, out)
     return out
