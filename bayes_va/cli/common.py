@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import enum
+import sys
+
+from bayes_va.core.errors import BayesVAError
 
 __all__ = ["ExitCode", "add_set_option"]
 
@@ -48,3 +51,16 @@ def add_set_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     them (:func:`bayes_va.config.model.parse_override`).
     """
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand; bad input prints one line and gives ``BAD_INPUT``.
+
+    Only a :class:`~bayes_va.core.errors.BayesVAError` (bad data, config, arguments) is bad
+    input; any other exception is a bug and propagates with its traceback (exit 1).
+    """
+    try:
+        return int(args.func(args))
+    except BayesVAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT

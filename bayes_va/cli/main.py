@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bayes_va.cli.common import ExitCode, add_set_option
+from bayes_va.cli.common import ExitCode, add_set_option, run_command
 from bayes_va.config.model import parse_override
-from bayes_va.core.errors import BayesVAError, DataValidationError
+from bayes_va.core.errors import DataValidationError
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
@@ -228,12 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad input (a :class:`~bayes_va.core.errors.BayesVAError`) prints one line and returns
     ``BAD_INPUT``; any other exception is a bug and propagates with its traceback.
     """
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except BayesVAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

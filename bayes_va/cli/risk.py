@@ -25,8 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bayes_va.cli.common import ExitCode
-from bayes_va.core.errors import BayesVAError
+from bayes_va.cli.common import ExitCode, run_command
 
 #: Covariate options: flag → (profile key, help text).
 _COVARIATE_FLAGS = {
@@ -312,12 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m bayes_va.cli.risk risk ...`` (stand-alone); exit like ``bayes-va``."""
     parser = argparse.ArgumentParser(prog="bayes-va")
     add_risk_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except BayesVAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover
