@@ -70,4 +70,17 @@ if bad:
     sys.exit("error: requirements.lock does not satisfy pyproject.toml; run 'make lock':\n  "
              + "\n  ".join(sorted(set(bad))))
 PY
+# Headless Chromium for the browser test of the risk page (tests/test_risk_page.py). Optional:
+# without it those tests are skipped with this reason, so setup never fails here.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (headless browser for tests/test_risk_page.py)" >&2
+    { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } \
+      >/dev/null 2>&1 \
+      || echo "warning: 'apt-get install chromium' failed; the risk page's browser tests will be skipped" >&2
+  else
+    echo "note: chromium not found and not installable here (needs root and apt-get); the risk" >&2
+    echo "      page's browser tests will be skipped. Install it with: apt-get install -y chromium" >&2
+  fi
+fi
 echo "environment ready in $(( $(date +%s) - start )) s ($("$vpy" -V), $lock $(sha256sum "$lock" | cut -c1-16))"

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from bayes_va.config.model import DataConfig
+from bayes_va.core.errors import DataValidationError
 from bayes_va.data.dataset import build_dataset
 from bayes_va.data.schemas import BY_FILENAME, TABLES
 from bayes_va.data.tables import check_data, load_revision, load_table
@@ -246,3 +247,36 @@ def test_counts_load_as_nullable_integers(revision):
 def test_empty_text_cells_load_as_pd_na(revision):
     chou = revision.set_index("study_id").loc["chou2014"]
     assert chou["age_note"] is pd.NA  # empty in the file
+
+
+def test_every_table_is_declared_by_a_schema_file_listed_in_the_data_package(data_dir):
+    import json
+
+    package = json.loads((data_dir / "datapackage.json").read_text())
+    listed = {r["path"]: r["schema"] for r in package["resources"]}
+    assert set(listed) == set(BY_FILENAME), "add the table's resource to data/datapackage.json"
+    for csv_name, schema_file in listed.items():
+        assert schema_file == csv_name.removesuffix(".csv") + ".schema.json"
+        assert (data_dir / schema_file).is_file()
+
+
+def test_a_table_dropped_in_with_its_schema_is_found_without_python(tmp_path):
+    import json
+
+    from bayes_va.data.schemas import load_schemas
+    from bayes_va.data.tables import read_table
+
+    fields = [
+        {"name": "study_id", "type": "string", "constraints": {"required": True}},
+        {"name": "events", "type": "integer", "constraints": {"required": True, "minimum": 0}},
+        {"name": "n", "type": "integer", "constraints": {"required": True, "minimum": 1}},
+    ]
+    roles = {"study": "study_id", "events": "events", "n": "n"}
+    schema = {"fields": fields, "primaryKey": ["study_id"], "bayes_va": {"roles": roles}}
+    (tmp_path / "leak.schema.json").write_text(json.dumps(schema))
+    (tmp_path / "leak.csv").write_text("study_id,events,n\na,1,10\na,11,10\n")
+    (found,) = load_schemas(tmp_path).values()
+    assert found.name == "leak" and found.is_outcome and found.columns[0].unique
+    with pytest.raises(DataValidationError) as exc:
+        read_table(tmp_path / "leak.csv", found)
+    assert [(p.line, p.column) for p in exc.value.problems] == [(3, "study_id"), (3, "events")]

@@ -18,9 +18,11 @@ from bayes_va.cli.main import main
 from bayes_va.config.model import DataConfig
 from bayes_va.core.errors import DataValidationError
 from bayes_va.data.dataset import build_dataset
-from bayes_va.data.schemas import BY_FILENAME, REVISION, REVISION_VARIANTS, TABLES
+from bayes_va.data.schemas import BY_FILENAME, TABLES
 from bayes_va.data.tables import check_data, default_data_dir, parse_table, read_table
 
+REVISION = TABLES["revision"]
+REVISION_VARIANTS = TABLES["revision_variants"]
 REV = "revision_studies.csv"
 ARMS = "revision_arms.csv"
 VARIANTS = "revision_variants.csv"

@@ -320,4 +320,7 @@ def test_refits_of_the_flagged_studies_agree_with_the_exact_values(base, base_lo
     )
     # the refit route is the one refit_loso runs, study by study
     one = refit_loso(base, bad[:1]).set_index("study")
-    assert one.loc[bad[0], "elpd_refit"] == refitted.loc[bad[0], "elpd_psis"]
+    # same refit, summed in another order: equal up to rounding
+    assert one.loc[bad[0], "elpd_refit"] == pytest.approx(
+        refitted.loc[bad[0], "elpd_psis"], rel=1e-12
+    )

@@ -21,7 +21,7 @@ from bayes_va.core.errors import DataValidationError
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
     # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
-    from bayes_va.data.tables import check_data, read_table
+    from bayes_va.data.tables import check_data, read_table, read_user_table
 
     if args.table:
         try:
@@ -30,6 +30,24 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
             print(f"FAILED: {exc}", file=sys.stderr)
             return ExitCode.BAD_INPUT
         print(f"OK: {args.path} is a valid '{args.table}' table")
+        return ExitCode.OK
+    if args.column:
+        if args.path is None:
+            print("error: --column needs the CSV file to check", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        columns = {}
+        for item in args.column:
+            role, sep, name = item.partition("=")
+            if not sep or role not in ("study", "events", "n") or not name:
+                print(f"error: --column {item!r}: use study=, events= or n=NAME", file=sys.stderr)
+                return ExitCode.BAD_INPUT
+            columns[role] = name
+        try:
+            frame = read_user_table(args.path, columns)
+        except DataValidationError as exc:
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return ExitCode.BAD_INPUT
+        print(f"OK: {args.path}: {len(frame)} studies")
         return ExitCode.OK
     checked, problems = check_data(args.path)
     for f in checked:
@@ -90,17 +108,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.config.model import load_config
     from bayes_va.fitting.provenance import overrides_suffix
-    from bayes_va.fitting.run import fit
+    from bayes_va.fitting.run import fit, with_table
 
     cfg = load_config(args.config, args.set)
+    data = Path(args.data).resolve() if args.data else None
+    if data is not None:
+        cfg = with_table(cfg, data)
     if args.out:
         out = Path(args.out)
     else:
-        # overrides make another config: its own folder, never the plain config's
-        folder = cfg.name + (overrides_suffix(cfg) if args.set else "")
+        # overrides (or --data) make another config: its own folder, never the plain config's
+        folder = cfg.name + (overrides_suffix(cfg) if args.set or data else "")
         out = Path(args.results_root) / folder
     # fit applies the overrides to the path's config and records them, as given, in provenance
-    result = fit(args.config, overrides=args.set, out_dir=out)
+    result = fit(args.config, overrides=args.set, data=data, out_dir=out)
     print(result.text())
     if not args.no_report:
         # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
@@ -161,8 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="check or show the evidence tables")
     dsub = data.add_subparsers(dest="data_command", required=True)
-    check = dsub.add_parser("check", help="validate the shipped data, a folder or one CSV file")
+    check = dsub.add_parser(
+        "check",
+        help="validate the shipped data, a folder or one CSV file (a shipped table, or your "
+        "own: columns study,events,n plus moderators, or a <name>.schema.json beside it)",
+    )
     check.add_argument("path", nargs="?", default=None, help="folder or CSV (default: data/)")
+    check.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="ROLE=NAME",
+        help="column map of your CSV, e.g. --column study=author_year (repeatable)",
+    )
     check.add_argument(
         "--table",
         choices=list(TABLES),
@@ -186,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         help="results folder (default: RESULTS_ROOT/<config name>, or with --set "
         "RESULTS_ROOT/<config name>+<hash>)",
+    )
+    f.add_argument(
+        "--data",
+        metavar="FILE.csv",
+        help="fit the config to this CSV instead of its table (columns study,events,n or the "
+        "config's [data.columns], plus moderator columns); the config's variants, keep and "
+        "exclude are dropped",
     )
     f.add_argument("--results-root", default="results")
     f.add_argument(

@@ -105,6 +105,13 @@ def add_risk_parser(subparsers: Any) -> argparse.ArgumentParser:
     model.add_argument("--seed", type=int)
     model.add_argument("--threshold", type=float, help="report P(risk > THRESHOLD) (default 0.1)")
     model.add_argument("--figures", type=Path, metavar="DIR", help="write figures into DIR")
+    model.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write the interactive risk page of this outcome (self-contained HTML, the "
+        "same draws; `bayes-va paper` writes paper/build/risk.html with every outcome)",
+    )
     p.set_defaults(func=run_risk)
     return p
 
@@ -304,6 +311,18 @@ def run_risk(args: argparse.Namespace) -> int:
             args.figures, {args.outcome: model}, EXAMPLE_PROFILES, threshold=cfg.threshold
         )
         print(f"figures: {', '.join(str(p) for p in paths)}")
+    if args.html is not None:
+        # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
+        from bayes_va.workflows.risk_page import write_risk_page
+
+        transport = str(cfg.transport) if args.outcome == "revision" else None
+        write_risk_page(
+            args.html,
+            {args.outcome: model},
+            threshold=cfg.threshold,
+            transport=transport,
+            seed=cfg.seed,
+        )
     return ExitCode.OK
 
 

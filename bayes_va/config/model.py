@@ -53,9 +53,18 @@ __all__ = [
 class DataConfig(FrozenModel):
     """Which data a model sees (``[data]``)."""
 
-    table: Literal["revision", "avf"] = Field(
+    table: Str = Field(
         default="revision",
-        description="The outcome table: revision_studies.csv (revision) or avf_cohorts.csv (avf).",
+        description="The outcome table: a shipped one by name (revision, avf, or any table of "
+        "data/ whose schema declares study, events and n roles) or a path to a CSV file, "
+        'relative to the config file (e.g. "my_studies.csv").',
+    )
+    columns: dict[Literal["study", "events", "n"], Str] = Field(
+        default_factory=dict,
+        description="Column map of a user CSV: which columns hold the study label, events and "
+        'sample size, e.g. {study = "author_year", events = "cases", n = "total"} (default: '
+        "study, events, n; a schema file beside the CSV declares them too). A child config "
+        "replaces this table whole.",
     )
     dir: Str = Field(
         default="data", description="Data folder; a relative path is from the project root."
@@ -205,6 +214,8 @@ class Config(FrozenModel):
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved config as plain TOML-compatible data (no root)."""
         out: dict[str, Any] = to_plain(self)
+        if not out["data"]["columns"]:  # unset: keep the hash of every config written before it
+            del out["data"]["columns"]
         return out
 
     def hash(self) -> str:
@@ -253,7 +264,7 @@ def apply_overrides(config: Config, overrides: Overrides) -> Config:
 
 #: Tables that hold user data rather than settings: a child config replaces them whole, so
 #: ``keep = {}`` really clears the parent's filters.
-_REPLACED_TABLES = {"keep", "reference"}
+_REPLACED_TABLES = {"keep", "reference", "columns"}
 
 
 def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -288,6 +299,7 @@ def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise ConfigError(f"{path}: 'extends' forms a cycle: {cycle}")
     raw = read_toml(path)
+    _resolve_table_path(raw, path.parent)
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
@@ -296,6 +308,21 @@ def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = _read_raw(path.parent / parent, (*chain, path))
     base.pop("name", None)  # a child is its own config: its name comes from itself or its file
     return _merge(base, raw)
+
+
+def is_table_path(table: str) -> bool:
+    """Whether ``data.table`` names a file (``x.csv``, ``dir/x``) rather than a shipped table."""
+    return table.endswith(".csv") or "/" in table or "\\" in table
+
+
+def _resolve_table_path(raw: dict[str, Any], folder: Path) -> None:
+    """Make a relative ``data.table`` path absolute, from the folder of the file that sets it."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    table = data.get("table")
+    if isinstance(table, str) and is_table_path(table) and not Path(table).is_absolute():
+        data["table"] = str(folder / table)
 
 
 def from_dict(raw: dict[str, Any], source: str = "<dict>", root: str | Path = ".") -> Config:

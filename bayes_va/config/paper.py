@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bayes_va.config.base import Bool, Float, FrozenModel, Names, Str, read_toml, validate
 
@@ -41,6 +41,26 @@ class PaperCompare(FrozenModel):
     )
 
 
+class PaperOutcome(FrozenModel):
+    """``[[outcomes]]``: one further outcome, named by its config alone.
+
+    The paper fits ``config`` (and each ``sensitivity`` config) and writes the fit summary under
+    ``results.json``'s ``outcomes`` list; ``paper.typ`` renders any such entry, so a new outcome
+    needs a table, a config and this entry, no code.
+    """
+
+    key: Str = Field(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="Identifier of the outcome (lower case, digits, _): the figure's file name "
+        "and what the text looks the outcome up by.",
+    )
+    title: Str = Field(min_length=1, description="Heading of the outcome, e.g. 'Salvage surgery'.")
+    config: Str = Field(description="The outcome's main model config, e.g. models/x/base.toml.")
+    sensitivity: Names = Field(
+        default=(), description="Sensitivity configs (glob patterns) of the same outcome."
+    )
+
+
 class PaperConfig(FrozenModel):
     """The analyses the paper needs (``paper/analyses.toml``)."""
 
@@ -61,6 +81,16 @@ class PaperConfig(FrozenModel):
     )
     risk: PaperRisk = Field(default_factory=PaperRisk, description="Patient-level risk.")
     compare: PaperCompare = Field(default_factory=PaperCompare, description="Model comparison.")
+    outcomes: tuple[PaperOutcome, ...] = Field(
+        default=(), description="Further outcomes, each fitted from its config alone."
+    )
+
+    @model_validator(mode="after")
+    def _unique_outcome_keys(self) -> PaperConfig:
+        keys = [o.key for o in self.outcomes]
+        if dups := sorted({k for k in keys if keys.count(k) > 1}):
+            raise ValueError(f"outcomes: duplicate key(s) {dups}")
+        return self
 
 
 def load_paper_config(path: str | Path) -> PaperConfig:

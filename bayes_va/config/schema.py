@@ -146,6 +146,12 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
+def _table_array(tp: Any) -> bool:
+    """Tell whether ``tp`` is ``tuple[Model, ...]`` (a TOML array of tables)."""
+    args = get_args(tp) if get_origin(tp) is tuple else ()
+    return bool(args) and isinstance(args[0], type) and issubclass(args[0], BaseModel)
+
+
 def _rows(cls: type[BaseModel], prefix: str, rows: list[tuple[str, str, str, str]]) -> None:
     for name, field in cls.model_fields.items():
         key = f"{prefix}{field.alias or name}"
@@ -162,5 +168,9 @@ def _rows(cls: type[BaseModel], prefix: str, rows: list[tuple[str, str, str, str
             doc = (tp.__doc__ or "").split("\n")[0]
             rows.append((f"[{key}]", "table", "", desc or doc))
             _rows(tp, f"{key}.", rows)
+        elif _table_array(tp):
+            # TOML's [[key]]: a list of tables, each with the keys listed under it
+            rows.append((f"[[{key}]]", "array of tables", _default(field), desc))
+            _rows(get_args(tp)[0], f"{key}.", rows)
         else:
             rows.append((key, _type_name(tp), _default(field), desc))

@@ -6,14 +6,16 @@ import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from bayes_va.config.model import DataConfig
+from bayes_va.config.model import DataConfig, is_table_path
 from bayes_va.core.errors import ConfigError, DataValidationError
-from bayes_va.data.tables import cross_table_problems, load_table
+from bayes_va.data.schemas import OUTCOME_TABLES
+from bayes_va.data.tables import CANONICAL, cross_table_problems, load_table, read_user_table
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class StudyData:
         The rows used, with their study-level moderators.
     steps : tuple of str
         What was done to the shipped table, in words (for the provenance record).
+    files : tuple of (str, str)
+        A user table's file (or ``<DataFrame>``) and the SHA-256 of its CSV text, for the
+        provenance record and the fit cache key; empty for the shipped tables.
     """
 
     study: tuple[str, ...]
@@ -37,6 +42,7 @@ class StudyData:
     n: np.ndarray
     table: pd.DataFrame = field(repr=False)
     steps: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()
 
     @property
     def k(self) -> int:
@@ -82,23 +88,56 @@ def from_counts(y: ArrayLike, n: ArrayLike, study: Iterable[str] | None = None) 
     return StudyData(study, y, n, table, ("from arrays",))
 
 
-def build_dataset(cfg: DataConfig, data_dir: str | os.PathLike[str]) -> StudyData:
+def build_dataset(
+    cfg: DataConfig, data_dir: str | os.PathLike[str], frame: pd.DataFrame | None = None
+) -> StudyData:
     """Load the outcome table and apply the config's variants, splits, filters and exclusions.
 
-    Order: variants and arm splits (revision table), then ``keep`` filters, then exclusions.
+    The table is a shipped one (``data.table = "revision"``), a user's CSV (a path; relative
+    paths were made absolute from the config file's folder when it was loaded, otherwise
+    they are relative to the working directory), or ``frame``. Order: variants and arm splits
+    (revision table), then ``keep`` filters, then exclusions.
+
+    Parameters
+    ----------
+    cfg : DataConfig
+        The selection.
+    data_dir : path-like
+        The folder of the shipped tables.
+    frame : pandas.DataFrame, optional
+        A user's table to use instead of ``cfg.table`` (its column map still applies).
 
     Raises
     ------
     ConfigError
         If a variant, filter column or value, or excluded study id does not exist (a typo must
         not pass silently), or the selection leaves no studies.
+    DataValidationError
+        If a user's table is invalid (every problem, with file, line and column).
     """
-    if cfg.table == "revision":
+    files: tuple[tuple[str, str], ...] = ()
+    touched: dict[str, str] = {}
+    steps: list[str] = []
+    if frame is None and cfg.table == "revision":
         table, steps, touched = _revision_table(cfg, data_dir)
+    elif cfg.variants or cfg.split_arms:
+        raise ConfigError("data.variants and data.split_arms apply to the revision table only")
+    elif frame is not None or is_table_path(cfg.table):
+        source = frame if frame is not None else Path(cfg.table)
+        table = read_user_table(source, {str(k): v for k, v in cfg.columns.items()})
+        files = ((table.attrs["source_file"], table.attrs["sha256"]),)
+    elif cfg.table in OUTCOME_TABLES:
+        schema = OUTCOME_TABLES[cfg.table]
+        table = load_table(schema.name, data_dir).copy()
+        rename = {schema.roles[r]: c for r, c in CANONICAL.items() if schema.roles[r] != c}
+        table = table.rename(columns=rename)
     else:
-        if cfg.variants or cfg.split_arms:
-            raise ConfigError("data.variants and data.split_arms apply to the revision table only")
-        table, steps, touched = load_table("avf_cohorts", data_dir).copy(), [], {}
+        raise ConfigError(
+            f"data.table: unknown table {cfg.table!r}; shipped outcome tables: "
+            f"{', '.join(OUTCOME_TABLES)}; or give the path of a .csv file"
+        )
+    if cfg.columns and frame is None and not is_table_path(cfg.table):
+        raise ConfigError("data.columns applies to a user's table (a path), not a shipped one")
     known = set(table["study_id"]) | set(touched)  # variants may have dropped a study
 
     for column, allowed in cfg.keep.items():
@@ -138,6 +177,7 @@ def build_dataset(cfg: DataConfig, data_dir: str | os.PathLike[str]) -> StudyDat
         n=table["n"].to_numpy(dtype=np.int64),
         table=table,
         steps=tuple(steps),
+        files=files,
     )
 
 

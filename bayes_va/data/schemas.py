@@ -1,18 +1,33 @@
-"""Schemas of the evidence tables in ``data/``: one place that says what each column must hold.
+"""Schemas of the evidence tables: what each column must hold, read from ``data/*.schema.json``.
 
-The codebook (``data/README.md``) explains the columns in words; these schemas enforce them.
+Each table in ``data/`` is declared by a Frictionless Table Schema beside its CSV
+(``revision_studies.csv`` -> ``revision_studies.schema.json``), and ``data/datapackage.json``
+lists them as one Data Package, so other tools (Python or R ``frictionless``) read the folder
+too. The JSON files are the single source of truth: adding a table is adding a CSV and its
+schema, no Python. What the model needs of a table (which column is the study label, the
+events, the sample size, ...) is a custom property, ``"bayes_va": {"name": ..., "roles": ...}``.
+
+The codebook (``data/README.md``) explains the columns in words; these schemas enforce them
+(:mod:`bayes_va.data.tables`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+
+from bayes_va.core.errors import DataValidationError, Problem
 
 Kind = Literal["str", "int", "float", "enum"]
 
-PROCEDURES = ("VP", "KP", "VP/KP")
-ROB_LEVELS = ("Low", "Moderate", "Serious", "Critical")
-YES_NO = ("yes", "no")
+#: Table Schema field types this loader parses (strictly; see :mod:`bayes_va.data.tables`).
+_KINDS: dict[str, Kind] = {"string": "str", "integer": "int", "number": "float"}
+#: The roles a table may declare; study, events and n make it an outcome table.
+ROLES = ("study", "events", "n", "followup", "source", "moderators")
+SCHEMA_SUFFIX = ".schema.json"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "data"
 
 
 @dataclass(frozen=True)
@@ -46,8 +61,22 @@ class Column:
 
 
 @dataclass(frozen=True)
+class ForeignKey:
+    """Values of ``fields`` must occur in ``ref_fields`` of table ``resource``."""
+
+    fields: tuple[str, ...]
+    resource: str
+    ref_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TableSchema:
-    """A table: its file name, columns, and the keys that must be unique."""
+    """A table: its file name, columns, keys and the roles of its columns.
+
+    ``roles`` maps ``study``, ``events``, ``n``, ``followup`` and ``source`` to column names
+    (and ``moderators`` to a tuple of them); ``aliases`` are other names a config may use
+    (``avf`` for ``avf_cohorts``).
+    """
 
     name: str
     filename: str
@@ -55,221 +84,188 @@ class TableSchema:
     unique_together: tuple[str, ...] = ()
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    missing_values: tuple[str, ...] = ("",)
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    roles: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
         """Column names, in file order."""
         return tuple(c.name for c in self.columns)
 
-
-def _text(name: str, required: bool = True, unique: bool = False) -> Column:
-    return Column(name, "str", required=required, unique=unique)
-
-
-def _count(name: str, minimum: int = 0) -> Column:
-    return Column(name, "int", minimum=minimum)
+    @property
+    def is_outcome(self) -> bool:
+        """Whether the table declares the study, events and n columns a model needs."""
+        return all(r in self.roles for r in ("study", "events", "n"))
 
 
-SOURCE = _text("source")
+def schema_from_dict(raw: Any, filename: str, file: str = "<schema>") -> TableSchema:
+    """Build a :class:`TableSchema` from a Table Schema descriptor (parsed JSON).
 
-REVISION = TableSchema(
-    name="revision",
-    filename="revision_studies.csv",
-    description="14 cohort studies of revision after augmentation (Takahashi 2023, Tables 1-2)",
-    columns=(
-        _text("study_id", unique=True),
-        _text("author"),
-        Column("year", "int", minimum=1900, maximum=2100),
-        Column("review_ref", "int", minimum=1),
-        _text("design_text"),
-        Column("design", "enum", choices=("retrospective", "prospective", "randomized")),
-        _text("population"),
-        Column("database", "enum", choices=YES_NO),
-        Column("procedure", "enum", choices=PROCEDURES),
-        _count("n", minimum=1),
-        _text("age_text"),
-        Column("age_years", "float", required=False, minimum=0, maximum=120),
-        _text("age_note", required=False),
-        _text("followup_text"),
-        Column("followup_months", "float", required=False, minimum=0),
-        _text("followup_reading"),
-        _text("outcome_text"),
-        Column(
-            "outcome",
-            "enum",
-            choices=("revision", "repeat_augmentation", "salvage_cement_leakage"),
-        ),
-        _text("rate_text"),
-        Column("rate_pct", "float", required=False, minimum=0, maximum=100),
-        _count("events"),
-        _text("events_derivation"),
-        Column("rob_selection", "enum", choices=ROB_LEVELS),
-        Column("rob_reporting", "enum", choices=ROB_LEVELS),
-        SOURCE,
-    ),
-)
+    Parameters
+    ----------
+    raw : dict
+        The descriptor: ``fields`` (``name``, ``type``, ``constraints``), ``missingValues``,
+        ``primaryKey``, ``uniqueKeys``, ``foreignKeys`` and the custom ``bayes_va`` property.
+    filename : str
+        The CSV file the schema describes.
+    file : str
+        Name used in error messages (the schema file).
 
-REVISION_ARMS = TableSchema(
-    name="revision_arms",
-    filename="revision_arms.csv",
-    description="studies of the revision table that report arms separately (Hazzard 2014)",
-    columns=(
-        _text("study_id"),
-        _text("arm"),
-        Column("procedure", "enum", choices=PROCEDURES),
-        _count("n", minimum=1),
-        _text("rate_text"),
-        Column("rate_pct", "float", required=False, minimum=0, maximum=100),
-        _count("events"),
-        _text("events_derivation"),
-        SOURCE,
-    ),
-    unique_together=("study_id", "arm"),
-)
+    Raises
+    ------
+    DataValidationError
+        Listing every unsupported or malformed part of the descriptor.
+    """
+    problems: list[Problem] = []
 
-REVISION_VARIANTS = TableSchema(
-    name="revision_variants",
-    filename="revision_variants.csv",
-    description="alternative readings of ambiguous revision rows (Lin 2016 '4%-13%')",
-    columns=(
-        _text("variant_id", unique=True),
-        _text("study_id"),
-        Column("action", "enum", choices=("events", "exclude")),
-        Column("events", "int", required=False, minimum=0),
-        _text("resolution"),
-        SOURCE,
-    ),
-)
+    def bad(message: str, column: str | None = None) -> None:
+        problems.append(Problem(file, None, column, message))
 
-AVF_COHORTS = TableSchema(
-    name="avf_cohorts",
-    filename="avf_cohorts.csv",
-    description="adjacent or new vertebral fracture cohorts (Reyhani Yassavoly 2025, abstracts)",
-    columns=(
-        _text("study_id", unique=True),
-        _text("label"),
-        Column("year", "int", required=False, minimum=1900, maximum=2100),
-        Column("procedure", "enum", choices=(*PROCEDURES, "implant")),
-        _text("design"),
-        _count("n", minimum=1),
-        _count("events"),
-        Column(
-            "outcome",
-            "enum",
-            choices=("adjacent_fracture", "remote_fracture", "any_new_fracture"),
-        ),
-        Column("count_basis", "enum", choices=("stated", "derived")),
-        _text("followup_text"),
-        Column("followup_months", "float", required=False, minimum=0),
-        Column("selected_population", "enum", choices=YES_NO),
-        _text("quote"),
-        SOURCE,
-        _text("note", required=False),
-    ),
-)
+    if not isinstance(raw, dict) or not isinstance(raw.get("fields"), list) or not raw["fields"]:
+        raise DataValidationError([Problem(file, None, None, "needs a non-empty 'fields' list")])
+    columns: list[Column] = []
+    for f in raw["fields"]:
+        name = f.get("name") if isinstance(f, dict) else None
+        if not isinstance(name, str) or not name:
+            bad(f"a field without a name: {f!r}")
+            continue
+        cons = f.get("constraints", {})
+        ftype = f.get("type", "string")
+        if ftype not in _KINDS:
+            bad(f"type {ftype!r} is not supported (use {', '.join(_KINDS)})", name)
+            continue
+        unknown = set(cons) - {"required", "unique", "minimum", "maximum", "enum"}
+        if unknown:
+            bad(f"unsupported constraint(s) {sorted(unknown)}", name)
+        kind = _KINDS[ftype]
+        choices: tuple[str, ...] = ()
+        if "enum" in cons:
+            if kind != "str":
+                bad("an 'enum' constraint is supported on string fields only", name)
+            kind, choices = "enum", tuple(str(c) for c in cons["enum"])
+        columns.append(
+            Column(
+                name,
+                kind,
+                required=bool(cons.get("required", False)),
+                choices=choices,
+                minimum=cons.get("minimum"),
+                maximum=cons.get("maximum"),
+                unique=bool(cons.get("unique", False)),
+            )
+        )
+    names = [c.name for c in columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        bad(f"duplicated field name(s) {dupes}")
 
-AVF_CONTRASTS = TableSchema(
-    name="avf_contrasts",
-    filename="avf_contrasts.csv",
-    description="within-study AVF contrasts of Reyhani Yassavoly 2025 (brace, leakage type)",
-    columns=(
-        _text("study_id"),
-        _text("contrast"),
-        _text("group"),
-        Column("is_reference", "enum", choices=YES_NO),
-        _count("n", minimum=1),
-        _count("events"),
-        SOURCE,
-        _text("note", required=False),
-    ),
-    unique_together=("contrast", "group"),
-)
+    def keys(value: Any, what: str) -> tuple[str, ...]:
+        fields = (value,) if isinstance(value, str) else tuple(value)
+        missing = [k for k in fields if k not in names]
+        if missing:
+            bad(f"{what} names unknown field(s) {missing}")
+        return fields
 
-AN2021_COEFFICIENTS = TableSchema(
-    name="an2021_coefficients",
-    filename="an2021_coefficients.csv",
-    description="An et al. 2021 Table 2: multivariable logistic regression of recompression",
-    columns=(
-        _text("covariate", unique=True),
-        _text("label"),
-        _text("coded_1"),
-        _text("unit", required=False),
-        Column("B", "float"),
-        Column("SE", "float", minimum=0),
-        Column("wald", "float", minimum=0),
-        _text("p_text"),
-        Column("OR", "float", minimum=0),
-        Column("ci_low", "float", minimum=0),
-        Column("ci_high", "float", minimum=0),
-        SOURCE,
-        _text("note", required=False),
-    ),
-)
-
-AN2021_TABLE1 = TableSchema(
-    name="an2021_table1",
-    filename="an2021_table1.csv",
-    description="An et al. 2021 Table 1: covariates by recompression group",
-    columns=(
-        _text("variable"),
-        _text("level", required=False),
-        Column("statistic", "enum", choices=("count", "mean_sd")),
-        Column("recompression_value", "float"),
-        Column("recompression_sd", "float", required=False, minimum=0),
-        Column("noncompression_value", "float"),
-        Column("noncompression_sd", "float", required=False, minimum=0),
-        Column("test_value", "float", required=False),
-        _text("p_text", required=False),
-        SOURCE,
-        _text("note", required=False),
-    ),
-    unique_together=("variable", "level"),
-)
-
-GAUGHEN2002 = TableSchema(
-    name="gaughen2002",
-    filename="gaughen2002.csv",
-    description="Gaughen et al. 2002: outcome of repeat vertebroplasty at treated levels",
-    columns=(
-        _text("measure", unique=True),
-        Column("value", "float"),
-        Column("denominator", "int", required=False, minimum=1),
-        _text("unit", required=False),
-        SOURCE,
-        _text("note", required=False),
-    ),
-)
-
-PUBLISHED = TableSchema(
-    name="published_estimates",
-    filename="published_estimates.csv",
-    description="estimates printed in the source papers, for comparison (never model inputs)",
-    columns=(
-        _text("estimate_id", unique=True),
-        _text("label"),
-        Column("scale", "enum", choices=("proportion", "percent", "count")),
-        Column("value", "float"),
-        Column("lower", "float", required=False),
-        Column("upper", "float", required=False),
-        SOURCE,
-        _text("note", required=False),
-    ),
-)
-
-TABLES: dict[str, TableSchema] = {
-    s.name: s
-    for s in (
-        REVISION,
-        REVISION_ARMS,
-        REVISION_VARIANTS,
-        AVF_COHORTS,
-        AVF_CONTRASTS,
-        AN2021_COEFFICIENTS,
-        AN2021_TABLE1,
-        GAUGHEN2002,
-        PUBLISHED,
+    unique_together: tuple[str, ...] = ()
+    primary = keys(raw.get("primaryKey", ()), "primaryKey")
+    if len(primary) == 1:
+        columns = [
+            Column(**{**c.__dict__, "unique": True}) if c.name == primary[0] else c for c in columns
+        ]
+    elif primary:
+        unique_together = primary
+    unique_keys = raw.get("uniqueKeys", [])
+    if unique_keys:
+        if unique_together or len(unique_keys) > 1:
+            bad("only one composite key (primaryKey or uniqueKeys) is supported")
+        unique_together = keys(unique_keys[0], "uniqueKeys")
+    foreign = []
+    for fk in raw.get("foreignKeys", []):
+        ref = fk.get("reference", {})
+        foreign.append(
+            ForeignKey(
+                keys(fk.get("fields", ()), "foreignKeys"),
+                str(ref.get("resource", "")),
+                tuple([ref["fields"]] if isinstance(ref.get("fields"), str) else ref["fields"]),
+            )
+        )
+    custom = raw.get("bayes_va", {})
+    roles = dict(custom.get("roles", {}))
+    for role, col in roles.items():
+        if role not in ROLES:
+            bad(f"bayes_va.roles: unknown role {role!r} (roles: {', '.join(ROLES)})")
+        for c in col if isinstance(col, list) else [col]:
+            if c not in names:
+                bad(f"bayes_va.roles.{role} names unknown field {c!r}")
+    if "moderators" in roles:
+        roles["moderators"] = tuple(roles["moderators"])
+    if problems:
+        raise DataValidationError(problems)
+    return TableSchema(
+        name=str(custom.get("name", Path(filename).stem)),
+        filename=filename,
+        columns=tuple(columns),
+        unique_together=unique_together,
+        description=str(raw.get("description", "")),
+        missing_values=tuple(raw.get("missingValues", [""])),
+        foreign_keys=tuple(foreign),
+        roles=roles,
+        aliases=tuple(custom.get("aliases", ())),
     )
-}
-"""Every table bayes_va knows, by name."""
+
+
+def schema_path(csv: str | Path) -> Path:
+    """Return where the schema of a CSV file lives: ``x.csv`` -> ``x.schema.json`` beside it."""
+    csv = Path(csv)
+    return csv.with_name(csv.name.removesuffix(".csv") + SCHEMA_SUFFIX)
+
+
+def read_schema(path: str | Path, filename: str | None = None) -> TableSchema:
+    """Read one Table Schema JSON file (the CSV it describes defaults to ``<stem>.csv``)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataValidationError([Problem(str(path), None, None, "file not found")]) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataValidationError([Problem(str(path), None, None, f"not JSON: {exc}")]) from None
+    if filename is None:
+        filename = path.name.removesuffix(SCHEMA_SUFFIX) + ".csv"
+    return schema_from_dict(raw, filename, str(path))
+
+
+def load_schemas(folder: str | Path = SHIPPED_DIR) -> dict[str, TableSchema]:
+    """Read the schemas of a data folder, by table name.
+
+    The order is ``datapackage.json``'s, then any ``*.schema.json`` it does not list (sorted),
+    so a table dropped in with its schema is found without further changes.
+    """
+    folder = Path(folder)
+    files: list[tuple[Path, str]] = []
+    package = folder / "datapackage.json"
+    if package.is_file():
+        for res in json.loads(package.read_text(encoding="utf-8")).get("resources", []):
+            if isinstance(res.get("schema"), str):
+                files.append((folder / res["schema"], res["path"]))
+    listed = {p.name for p, _ in files}
+    for p in sorted(folder.glob(f"*{SCHEMA_SUFFIX}")):
+        if p.name not in listed:
+            files.append((p, p.name.removesuffix(SCHEMA_SUFFIX) + ".csv"))
+    out: dict[str, TableSchema] = {}
+    for p, csv_name in files:
+        s = read_schema(p, csv_name)
+        out[s.name] = s
+    return out
+
+
+TABLES: dict[str, TableSchema] = load_schemas() if SHIPPED_DIR.is_dir() else {}
+"""Every table bayes_va ships, by name (read from ``data/*.schema.json``)."""
 
 BY_FILENAME: dict[str, TableSchema] = {s.filename: s for s in TABLES.values()}
+
+#: Names a config's ``data.table`` may use for a shipped outcome table (name or alias).
+OUTCOME_TABLES: dict[str, TableSchema] = {
+    alias: s for s in TABLES.values() if s.is_outcome for alias in (s.name, *s.aliases)
+}

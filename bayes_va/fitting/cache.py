@@ -60,6 +60,8 @@ def fit_key(cfg: Config) -> str:
     h = hashlib.sha256()
     for part in (cfg.hash(), data.hash(), code_hash()):
         h.update(part.encode())
+    for name, digest in data.files:  # a user's table: its moderators and labels count too
+        h.update(f"{name}:{digest}".encode())
     return h.hexdigest()[:20]
 
 

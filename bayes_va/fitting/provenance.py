@@ -75,7 +75,8 @@ def provenance_record(
         "config_hash": cfg.hash(),
         "data_hash": data.hash(),
         "lock_hash": lock_hash(),
-        "data_files": data_files_hash(cfg.data_dir),
+        # a user's table (path or DataFrame) is hashed too; shipped fits record the folder only
+        "data_files": {**data_files_hash(cfg.data_dir), **dict(getattr(data, "files", ()))},
         "data_steps": list(data.steps),
         "studies": list(data.study),
         "seed": cfg.sampler.seed,

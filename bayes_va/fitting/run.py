@@ -8,10 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from bayes_va.config.model import Config, apply_overrides, load_config
 from bayes_va.config.priors import log_density
+from bayes_va.core.errors import DataValidationError
 from bayes_va.data.dataset import StudyData, build_dataset
 from bayes_va.data.moderators import build_design
+from bayes_va.data.tables import moderator_problems
 from bayes_va.engine.derived import add_derived
 from bayes_va.engine.prior import add_prior
 from bayes_va.engine.sampling import run_sampler
@@ -69,7 +73,7 @@ def fit(
     config: str | Path | Config,
     *,
     overrides: dict[str, Any] | list[str] | None = None,
-    data: StudyData | None = None,
+    data: StudyData | str | Path | pd.DataFrame | None = None,
     out_dir: str | Path | None = None,
     reference: bool = True,
 ) -> FitResult:
@@ -82,8 +86,10 @@ def fit(
     overrides : dict or list of "key=value", optional
         Dotted-key overrides, e.g. ``{"sampler.seed": 7}`` or ``["sampler.seed=7"]``; recorded
         in the provenance (``overrides``, see :func:`override_list`).
-    data : StudyData, optional
-        Use these counts instead of the config's data selection (simulations).
+    data : StudyData, path or pandas.DataFrame, optional
+        Use these data instead of the config's: counts (simulations), or a user's table (a CSV
+        path or a frame with the columns ``study``, ``events``, ``n`` or those of the config's
+        ``[data.columns]``, plus moderator columns; see :func:`with_table`).
     out_dir : path, optional
         If given, write the results folder there (see :mod:`bayes_va.fitting.results`).
     reference : bool
@@ -102,8 +108,17 @@ def fit(
         cfg = apply_overrides(config, overrides)
     else:
         cfg = load_config(config, overrides)
+    frame = None
+    if isinstance(data, str | Path):
+        cfg, data = with_table(cfg, Path(data).resolve()), None
+    elif isinstance(data, pd.DataFrame):
+        cfg, frame, data = with_table(cfg, DATAFRAME), data, None
     if data is None:
-        data = build_dataset(cfg.data, cfg.data_dir)
+        data = build_dataset(cfg.data, cfg.data_dir, frame)
+        if data.files:  # a user's table: name its missing moderator columns by file and line
+            problems = moderator_problems(data.table, cfg.model.moderators)
+            if problems:
+                raise DataValidationError(problems)
 
     design = build_design(data.table, cfg.model.moderators, cfg.model.reference)
     run = run_sampler(cfg, data, design)
@@ -148,6 +163,28 @@ def fit(
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+#: ``data.table`` of a fit whose table was a pandas DataFrame (not a file to reload).
+DATAFRAME = "<DataFrame>"
+
+
+def with_table(cfg: Config, table: str | Path) -> Config:
+    """Return ``cfg`` fitted to another table: a CSV path (or :data:`DATAFRAME`).
+
+    The model, priors and sampler settings and the column map (``[data.columns]``) stay; the
+    selection that names the old table's rows and columns (``variants``, ``split_arms``,
+    ``keep``, ``exclude``) is dropped.
+    """
+    return cfg.replace(
+        **{
+            "data.table": str(table),
+            "data.variants": [],
+            "data.split_arms": False,
+            "data.keep": {},
+            "data.exclude": [],
+        }
+    )
 
 
 def override_list(overrides: dict[str, Any] | list[str] | None) -> list[str]:

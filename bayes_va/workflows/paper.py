@@ -14,7 +14,7 @@ import hashlib
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_va.config.model import Config, find_root, load_config
-from bayes_va.config.paper import PaperConfig, load_paper_config
+from bayes_va.config.paper import PaperConfig, PaperOutcome, load_paper_config
 from bayes_va.core import atomic
 from bayes_va.fitting.cache import cached_fit
 from bayes_va.fitting.diagnostics import CHECKED_VARS
@@ -36,12 +36,14 @@ from bayes_va.workflows.paper_sections import (
     diagnostics_row,
     fit_section,
     interval,
+    outcome_section,
     pct,
     risk_section,
     robustness_section,
     round_floats,
     sbc_section,
 )
+from bayes_va.workflows.risk_page import default_data_hash, write_paper_risk_page
 from bayes_va.workflows.sensitivity import plan, row
 
 # ----------------------------------------------------------------------------- analyses
@@ -76,6 +78,46 @@ class _Runner:
         status = "cached" if hit else f"fitted in {time.perf_counter() - t0:.1f} s"
         print(f"  {cfg.name}: {status}", file=sys.stderr, flush=True)
         return result
+
+
+def outcomes_sections(
+    root: Path,
+    outcomes: Sequence[PaperOutcome],
+    fit: Callable[[Config], FitResult],
+    figures: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Fit each ``[[outcomes]]`` entry's configs and report them (``results.json`` ``outcomes``).
+
+    Generic: an outcome is its config (any table the config can name) and optional sensitivity
+    configs; nothing here depends on which outcome it is.
+
+    Parameters
+    ----------
+    root : Path
+        Project root (the entries' paths are relative to it).
+    outcomes : sequence of PaperOutcome
+        The declared entries, in the order the paper shows them.
+    fit : callable
+        Fits a config (the paper's cache-backed runner; tests may pass :func:`fitting.run.fit`).
+    figures : Path, optional
+        Folder for each outcome's forest plot, ``outcome_<key>.svg`` (None: no figures).
+
+    Returns
+    -------
+    list of dict
+        One :func:`~bayes_va.workflows.paper_sections.outcome_section` per entry.
+    """
+    out = []
+    for o in outcomes:
+        main = fit(load_config(root / o.config))
+        sens = [fit(load_config(p)) for p in _expand(root, o.sensitivity)]
+        name = f"outcome_{o.key}.svg"
+        sec = outcome_section(o.key, o.title, main, sens, figure=None)
+        if figures is not None:
+            forest(main, figures / name, {r["study"]: r["label"] for r in sec["studies"]})
+            sec["figure"] = f"{figures.name}/{name}"
+        out.append(sec)
+    return out
 
 
 def build_paper(
@@ -140,6 +182,9 @@ def build_paper(
         )
     if avf_results and avf_results[0].config.model.moderators:
         followup_curve(avf_results[0], figures / "avf_followup.svg", outcome="AVF risk")
+
+    # further outcomes ([[outcomes]]): their own section, kept out of the fit lists above
+    outcomes = outcomes_sections(root, spec.outcomes, runner.fit, figures)
 
     compare_fits = []
     for p in _expand(root, spec.compare.models):
@@ -236,10 +281,18 @@ def build_paper(
             "lock_hash": lock_hash(root),
             "n_fits": len(all_fits),
         },
+        "outcomes": outcomes,
         "robustness": robustness_section(root),
         "sbc": sbc_section(root),
     }
     atomic.write_json(build / "results.json", round_floats(results))
+    write_paper_risk_page(
+        build / "risk.html",
+        spec.risk.model_dump(),
+        base,
+        avf_results[0] if avf_results else None,
+        data_hash=default_data_hash(base_cfg.data_dir),
+    )
     runner_total = time.perf_counter() - t_start
     atomic.write_json(
         build / "timings.json",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from bayes_va.fitting.results import FitResult
 from bayes_va.numerics.outcomes import avf_contrasts, contrast_table, gaughen_table
 from bayes_va.risk import (
     EXAMPLE_PROFILES,
+    RiskModel,
     TransportPrior,
     avf_model,
     recompression_model,
@@ -231,6 +232,103 @@ def avf_section(results: list[FitResult], horizons: list[float]) -> list[dict[st
     return out
 
 
+def _study_label(row: Mapping[str, Any], study: str) -> str:
+    """Name a study as the text shows it: 'Author Year' where the table has both, else its id."""
+    author, year = row.get("author"), row.get("year")
+    if isinstance(author, str) and author and year is not None and not pd.isna(year):
+        return f"{author} {int(year)}"
+    return study
+
+
+def outcome_section(
+    key: str,
+    title: str,
+    result: FitResult,
+    sensitivity: Sequence[FitResult] = (),
+    figure: str | None = None,
+) -> dict[str, Any]:
+    """Report one further outcome of ``paper/analyses.toml``'s ``[[outcomes]]``, from its fits.
+
+    Nothing here knows the outcome: the section is the main fit's :func:`fit_section` plus the
+    totals, a crude pooled proportion, the diagnostics, one row per study and one row per
+    sensitivity fit, so that ``paper.typ`` renders any outcome the same way.
+
+    Parameters
+    ----------
+    key, title : str
+        The entry's identifier and heading.
+    result : FitResult
+        The outcome's main fit.
+    sensitivity : sequence of FitResult
+        Its sensitivity fits, in the declared order.
+    figure : str, optional
+        The forest plot's path relative to ``paper/build`` (None: no figure).
+
+    Returns
+    -------
+    dict
+        Raw numbers and the formatted strings (``fmt``) the text prints.
+    """
+    data, e = result.data, result.estimates
+    events, n = int(data.y.sum()), int(data.n.sum())
+    rows = {str(r["study_id"]): r for r in data.table.to_dict(orient="records")}
+    studies = []
+    for s in e.studies:
+        studies.append(
+            {
+                **s.to_dict(),
+                "label": _study_label(rows.get(s.study, {}), s.study),
+                "fmt": {
+                    "n": f"{s.n:,}",
+                    "events": f"{s.events:,}",
+                    "observed": pct(s.observed),
+                    "shrunken": interval(
+                        {
+                            "median": s.shrunken_median,
+                            "lower": s.shrunken_lower,
+                            "upper": s.shrunken_upper,
+                        }
+                    ),
+                    "ppc_p": f"{s.ppc_p:.2f}",
+                },
+            }
+        )
+
+    out = _outcome_fit(result)
+    out.update(
+        key=key,
+        title=title,
+        table=str(result.config.data.table),
+        n_total=n,
+        events_total=events,
+        crude=events / n,
+        studies=studies,
+        sensitivity=[_outcome_fit(r) for r in sensitivity],
+        figure=figure,
+    )
+    out["fmt"].update(
+        n_total=f"{n:,}",
+        events_total=f"{events:,}",
+        crude=pct(events / n, 2),
+    )
+    return out
+
+
+def _outcome_fit(r: FitResult) -> dict[str, Any]:
+    """Report one fit of an outcome: :func:`fit_section`, its description and diagnostics."""
+    e = r.estimates
+    sec = fit_section(r)
+    sec["description"] = r.config.description
+    sec["diagnostics"] = diagnostics_row(r.config.name, r)
+    # the spread by name, so one table column serves logit-normal and beta-binomial fits
+    spread = (
+        f"τ {num_interval(e.spread)}" if e.tau is not None else f"φ {num_interval(e.spread, 1)}"
+    )
+    sec["fmt"]["spread"] = spread
+    sec["fmt"]["status"] = "ok" if r.diagnostics.ok else "failed"
+    return sec
+
+
 def compare_section(fits: list[FitResult], figures: Path) -> dict[str, Any]:
     """Compare models by marginal PSIS-LOO (``az.compare``) and draw the comparison figure.
 
@@ -277,16 +375,7 @@ def risk_section(
     Also the within-study AVF contrasts and what a repeat procedure achieves (Gaughen 2002).
     """
     threshold = float(spec.get("threshold", 0.1))
-    models = {
-        "recompression": recompression_model(),
-        "revision": revision_model(
-            base,
-            baseline=spec.get("revision_baseline", "pooled"),
-            transport=TransportPrior.parse(spec.get("transport", "beta:2,2")),
-        ),
-    }
-    if avf is not None and avf.config.model.moderators:
-        models["avf"] = avf_model(avf, horizon_months=float(spec.get("avf_horizon_months", 12)))
+    models = paper_risk_models(spec, base, avf)
     profiles = [{"id": k, **v} for k, v in EXAMPLE_PROFILES.items()]
     rows = []
     with warnings.catch_warnings():
@@ -393,3 +482,31 @@ def sbc_section(root: Path) -> dict[str, Any] | None:
         "verdict": rep["verdict"],
         "div_fits": "–" if div is None else f"{div} ({pct(div / n, 2)})",
     }
+
+
+def paper_risk_models(
+    spec: Mapping[str, Any], base: Any, avf: Any | None = None
+) -> dict[str, RiskModel]:
+    """Build the paper's risk models (the one definition ``risk_section`` and the page use).
+
+    Parameters
+    ----------
+    spec : mapping
+        ``[risk]`` of ``paper/analyses.toml`` (``revision_baseline``, ``transport``,
+        ``avf_horizon_months``).
+    base : FitResult or revision baseline source
+        The base fit (revision baseline).
+    avf : FitResult, optional
+        The AVF meta-regression; AVF is left out without it or without moderators.
+    """
+    models = {
+        "recompression": recompression_model(),
+        "revision": revision_model(
+            base,
+            baseline=spec.get("revision_baseline", "pooled"),
+            transport=TransportPrior.parse(spec.get("transport", "beta:2,2")),
+        ),
+    }
+    if avf is not None and avf.config.model.moderators:
+        models["avf"] = avf_model(avf, horizon_months=float(spec.get("avf_horizon_months", 12)))
+    return models
