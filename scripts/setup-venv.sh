@@ -83,4 +83,15 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "      page's browser tests will be skipped. Install it with: apt-get install -y chromium" >&2
   fi
 fi
+if ! command -v pdftoppm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing poppler-utils (pdftoppm/pdftotext for the paper's layout check)" >&2
+    { apt-get install -y -qq poppler-utils || { apt-get update -qq && apt-get install -y -qq poppler-utils; }; } \
+      >/dev/null 2>&1 \
+      || echo "warning: 'apt-get install poppler-utils' failed; the paper's layout check will be skipped" >&2
+  else
+    echo "note: pdftoppm not found and not installable here (needs root and apt-get); the paper's" >&2
+    echo "      layout check will be skipped. Install it with: apt-get install -y poppler-utils" >&2
+  fi
+fi
 echo "environment ready in $(( $(date +%s) - start )) s ($("$vpy" -V), $lock $(sha256sum "$lock" | cut -c1-16))"

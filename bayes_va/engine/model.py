@@ -30,7 +30,8 @@ z_i ~ Normal(0, 1), theta_i = mu + tau * z_i (the opposite). Only the marginal r
 every simulated data set of ``bench/reports/robustness.md``.
 
 Counts and prior parameters are ``pm.Data`` so that one compiled model serves every data or
-prior-value swap with the same structure (same k, same prior families).
+prior-value swap with the same structure (same prior families and moderator columns; same k
+only where θ is sampled, see :func:`structure_key`).
 """
 
 from __future__ import annotations
@@ -71,16 +72,25 @@ def structure_key(cfg: Config, data: StudyData, design: Design) -> tuple[object,
     """Return what determines the compiled graph: family, parametrisation, prior families, shapes.
 
     Two configurations with equal keys share one compiled model; they differ only in the
-    values of its ``pm.Data`` containers (:func:`data_values`).
+    values of its ``pm.Data`` containers (:func:`data_values`). The number of studies k is
+    part of the key only where the sampler's parameters grow with it (θ or z sampled: the
+    ``centred`` and ``noncentred`` logit-normal routes). Elsewhere (``marginal``, the
+    beta-binomial) the per-study containers have dynamic shapes (``shape=(None,)``), so
+    nutpie's ``with_data`` swaps in a dataset of any k without recompiling.
     """
     priors = _used_priors(cfg, design.X.shape[1])
     return (
         cfg.model.family,
         cfg.model.parametrisation,
         tuple((k, p.dist) for k, p in priors.items()),
-        data.k,
+        data.k if k_in_structure(cfg) else None,
         design.X.shape[1],
     )
+
+
+def k_in_structure(cfg: Config) -> bool:
+    """Say whether the sampled parameters of ``cfg``'s model grow with the number of studies."""
+    return cfg.model.family == "logit_normal" and cfg.model.parametrisation != "marginal"
 
 
 def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, object]:
@@ -94,9 +104,7 @@ def data_values(cfg: Config, data: StudyData, design: Design) -> dict[str, objec
         values["log_binom_coef"] = log_binom_coef(data.y, data.n)
         values["quad_rule"] = node_rule(data.y, data.n)
         values["first_same_counts"] = first_duplicate(data.y, data.n)
-        values["empirical_logit"], values["empirical_logit_var"] = empirical_logits(
-            data.y, data.n
-        )
+        values["empirical_logit"], values["empirical_logit_var"] = empirical_logits(data.y, data.n)
     if design.X.shape[1]:
         values["X"] = design.X
     for which, prior in _used_priors(cfg, design.X.shape[1]).items():

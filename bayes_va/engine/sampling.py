@@ -1,8 +1,10 @@
 """Run MCMC for a config: nutpie (default), PyMC's own NUTS, or NumPyro.
 
 Compiling the model costs seconds while sampling the 14-study model takes a fraction of one,
-so compiled nutpie models are kept per *structure* (family, parametrisation, prior families, k)
-and reused across data or prior-value swaps in one process (``CompiledModel.with_data``).
+so compiled nutpie models are kept per *structure* (family, parametrisation, prior families,
+moderator columns, and k only where θ is sampled: :func:`~bayes_va.engine.model.structure_key`)
+and reused across data or prior-value swaps in one process (``CompiledModel.with_data``, which
+takes per-study arrays of any length).
 PyTensor's and Numba's compile directories are a persistent per-user cache (set by
 :mod:`bayes_va.engine` before either is imported), so later processes reuse what earlier ones
 compiled.
@@ -18,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bayes_va.config.model import Config
     from bayes_va.data.dataset import StudyData
-
 
 
 import pymc as pm

@@ -101,6 +101,7 @@ from bayes_va.risk.profiles import (
     EXAMPLE_PROFILES,
     Covariate,
     EncodedProfiles,
+    describe_profile,
     encode_profiles,
 )
 
@@ -127,6 +128,7 @@ __all__ = [
     "avf_model",
     "build_model",
     "calibrate_intercept",
+    "describe_profile",
     "encode_profiles",
     "load_risk_config",
     "load_source",

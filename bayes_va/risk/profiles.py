@@ -193,6 +193,50 @@ EXAMPLE_PROFILES: dict[str, dict[str, float | str]] = {
 }
 
 
+# words a clinician reads for each covariate's value (one definition: the paper and reports)
+_PROFILE_WORDS: dict[str, dict[str, str]] = {
+    "ivc": {"yes": "intravertebral cleft", "no": "no intravertebral cleft"},
+    "procedure": {"PVP": "vertebroplasty", "PKP": "kyphoplasty"},
+    "endplate_contact": {"yes": "endplate contact", "no": "no endplate contact"},
+    "brace": {"yes": "brace", "no": "no brace"},
+    "intradiscal_leakage": {
+        "none": "no intradiscal leakage",
+        "spike": "spike-type intradiscal leakage",
+        "round": "round-type intradiscal leakage",
+        "any": "intradiscal leakage",
+    },
+}
+
+
+def describe_profile(profile: Mapping[str, Any]) -> str:
+    """Describe a patient profile in words a clinician reads.
+
+    Parameters
+    ----------
+    profile : mapping
+        Covariate name → value, as in :data:`EXAMPLE_PROFILES` (an ``id`` key is skipped).
+
+    Returns
+    -------
+    str
+        E.g. "BMD T-score −2.8, intravertebral cleft, kyphoplasty, 3.0 mL cement, no endplate
+        contact". A covariate without words here is printed as "name value".
+    """
+    parts = []
+    for key, value in profile.items():
+        if key == "id":
+            continue
+        if key == "bmd":
+            parts.append("BMD T-score " + f"{float(value):.1f}".replace("-", "\u2212"))
+        elif key == "cement_volume":
+            parts.append(f"{float(value):.1f} mL cement")
+        elif key in _PROFILE_WORDS and str(value) in _PROFILE_WORDS[key]:
+            parts.append(_PROFILE_WORDS[key][str(value)])
+        else:
+            parts.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True)
 class EncodedProfiles:
     """Profiles after validation: the design matrix and what was assumed or ignored."""

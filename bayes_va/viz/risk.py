@@ -41,8 +41,9 @@ def figure_risk_distributions(
     threshold: float | None = None,
 ) -> Any:
     """Histograms of each profile's risk draws (log risk axis), one panel per model."""
-    fig = _figure(4.2 * len(models), 3.6)
-    axes = np.atleast_1d(fig.subplots(1, len(models), squeeze=False)[0])
+    # one panel a row at the paper's text width: text stays >= 7 pt where it is printed
+    fig = _figure(6.5, 1.9 * len(models) + 0.3)
+    axes = np.atleast_1d(fig.subplots(len(models), 1, squeeze=False)[:, 0])
     names = list(profiles)
     bins = np.logspace(-4, 0, 81)
     for ax, (label, model) in zip(axes, models.items(), strict=True):
@@ -62,9 +63,10 @@ def figure_risk_distributions(
         ax.set_xscale("log")
         _percent_axis(ax.xaxis)
         ax.set_title(model.description, fontsize=8, wrap=True)
-        ax.set_xlabel(f"{label} risk")
+        ax.set_xlabel(f"{label} risk", fontsize=8)
+        ax.set_ylabel("share of draws", fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("share of posterior draws")
     return fig
 
 

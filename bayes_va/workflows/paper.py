@@ -29,6 +29,7 @@ from bayes_va.fitting.diagnostics import CHECKED_VARS
 from bayes_va.fitting.provenance import data_files_hash, lock_hash, package_versions
 from bayes_va.fitting.results import FitResult
 from bayes_va.viz.plots import followup_curve, forest, plot_sensitivity, subgroups
+from bayes_va.workflows.paper_layout import short_pages
 from bayes_va.workflows.paper_sections import (
     avf_section,
     compare_section,
@@ -120,6 +121,136 @@ def outcomes_sections(
     return out
 
 
+def _rel(root: Path, path: Path) -> str:
+    """Return ``path`` relative to the project root, as captions print it.
+
+    Lexically (``absolute``, not ``resolve``): a ``models/`` that is a symlink stays ``models/``.
+    """
+    return path.absolute().relative_to(root.absolute()).as_posix()
+
+
+def _source(fits: Sequence[FitResult], config_of: dict[str, str]) -> dict[str, Any]:
+    """Name the configs behind a figure or table and say whether all its fits passed."""
+    names = [f.config.name for f in fits]
+    failed = [n for f, n in zip(fits, names, strict=True) if not f.diagnostics.ok]
+    configs = list(dict.fromkeys(config_of.get(n, n) for n in names))
+    return {"configs": configs, "ok": not failed, "failed": failed}
+
+
+def provenance_section(
+    fits: dict[str, FitResult],
+    config_of: dict[str, str],
+    spec: PaperConfig,
+    compare_fits: Sequence[FitResult],
+    sub_results: dict[str, FitResult],
+    avf_results: Sequence[FitResult],
+    outcomes: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """Say which config produced each figure and table and whether its fits passed their checks.
+
+    Parameters
+    ----------
+    fits : dict of str to FitResult
+        Every fit of the main analyses, by name (``base`` first).
+    config_of : dict of str to str
+        The config file (relative to the project root) of each fit, by config name.
+    spec : PaperConfig
+        The analyses declaration (outcomes' configs).
+    compare_fits, sub_results, avf_results
+        The fits behind the comparison, subgroup and AVF tables and figures.
+    outcomes : sequence of dict
+        The ``[[outcomes]]`` sections (:func:`outcomes_sections`), in ``spec``'s order.
+
+    Returns
+    -------
+    dict
+        ``sources``: per figure/table key, its ``configs``, ``ok`` and the ``failed`` fit names;
+        ``fits``: every fit's name, config, seed and ``ok`` (the appendix). A headline number is
+        marked in the text where its source is not ``ok``.
+    """
+    base = fits["base"]
+    other = set(sub_results) | {f.config.name for f in avf_results}
+    sens = [f for k, f in fits.items() if k not in other]  # base and its sensitivity fits
+    outcome_cfg = {o.key: o for o in spec.outcomes}
+    sources: dict[str, Any] = {
+        "base": _source([base], config_of),
+        # the declared patterns, not one name per scenario: a caption stays short
+        "sensitivity": _source(sens, config_of)
+        | {"configs": [spec.base, *spec.sensitivity, f"{spec.base} (leave-one-out)"]},
+        "subgroups": _source(list(sub_results.values()), config_of),
+        "avf": _source(list(avf_results), config_of),
+        "avf_main": _source(list(avf_results[:1]), config_of),
+        "compare": _source(list(compare_fits), config_of),
+        "risk": _source([base, *avf_results[:1]], config_of),
+        "all": _source(list(fits.values()), config_of),
+    }
+    sources["risk"]["configs"].insert(0, "paper/analyses.toml [risk]")
+    for sec in outcomes:
+        o = outcome_cfg[sec["key"]]
+        diags = [x["diagnostics"] for x in (sec, *sec["sensitivity"])]
+        failed = [x["name"] for x in diags if not x["ok"]]
+        sources[f"outcome_{sec['key']}"] = {
+            "configs": [o.config, *o.sensitivity],
+            "ok": not failed,
+            "failed": failed,
+        }
+    rows = []
+    for name, f in fits.items():
+        cfg = f.config
+        rows.append(
+            {
+                "name": name,
+                "config": config_of.get(cfg.name, cfg.name),
+                "seed": cfg.sampler.seed,
+                "ok": f.diagnostics.ok,
+            }
+        )
+    for sec in outcomes:
+        for x in (sec, *sec["sensitivity"]):
+            name = x["diagnostics"]["name"]
+            rows.append(
+                {
+                    "name": name,
+                    "config": config_of.get(name, name),
+                    "seed": x["config"]["sampler"]["seed"],
+                    "ok": x["diagnostics"]["ok"],
+                }
+            )
+    return {"sources": sources, "fits": rows}
+
+
+def check_layout(pdf: Path, min_fill: float = 0.75) -> bool:
+    """Check that no page of ``pdf`` ends early except at a major break, saying which do.
+
+    Parameters
+    ----------
+    pdf : Path
+        The built paper.
+    min_fill : float
+        Least fill of a page (fraction of the text area) not at the end of a level-1 section.
+
+    Returns
+    -------
+    bool
+        True when the layout passes, or when poppler-utils is missing (a warning says so).
+    """
+    try:
+        short = short_pages(pdf, min_fill)
+    except FileNotFoundError as exc:
+        print(f"bayes-va paper: layout not checked: {exc}", file=sys.stderr)
+        return True
+    if short:
+        pages = ", ".join(f"page {p.page} ({100 * p.fill:.0f} % full)" for p in short)
+        print(
+            f"bayes-va paper: layout check failed: {pages} ends before {100 * min_fill:.0f} % "
+            "of the text area without a new major section on the next page (a figure or table "
+            "left a gap; see paper.typ's placement rules)",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
 def build_paper(
     clean: bool = False, root: str | Path | None = None, compile_pdf: bool = True
 ) -> int:
@@ -138,7 +269,7 @@ def build_paper(
     -------
     int
         Exit code: 0 when every analysis ran (fits failing diagnostics are reported in the
-        paper, not hidden).
+        paper, not hidden); 1 when the PDF has a short page (:func:`check_layout`).
     """
     t_start = time.perf_counter()
     root = Path(root) if root else find_root(Path.cwd().resolve())
@@ -156,7 +287,15 @@ def build_paper(
     base_cfg = load_config(root / spec.base)
     base = runner.fit(base_cfg)
 
-    scen = plan(_expand(root, spec.sensitivity), root / spec.base, spec.leave_one_out)
+    sens_paths = _expand(root, spec.sensitivity)
+    scen = plan(sens_paths, root / spec.base, spec.leave_one_out)
+    # the config file behind each fit, for the captions and the appendix (provenance)
+    config_of = {base_cfg.name: spec.base}
+    config_of |= {load_config(q).name: _rel(root, q) for q in sens_paths}
+    config_of |= {s.name: f"{spec.base} (leave-one-out)" for s in scen if s.kind == "leave-one-out"}
+    config_of |= {load_config(q).name: _rel(root, q) for q in _expand(root, spec.subgroups)}
+    config_of |= {load_config(q).name: _rel(root, q) for q in _expand(root, spec.avf)}
+    config_of |= {load_config(q).name: _rel(root, q) for q in _expand(root, spec.compare.models)}
     sens_results: dict[str, FitResult] = {}
     sens_rows = []
     for s in scen:
@@ -172,8 +311,7 @@ def build_paper(
     horizons = list(spec.avf_horizons_months)
 
     # ---- figures
-    labels = {s: s for s in base.data.study}
-    forest(base, figures / "forest.svg", labels)
+    forest(base, figures / "forest.svg")  # studies as "Author Year" from the table
     plot_sensitivity(sens_table, figures / "sensitivity.svg")
     if sub_results:
         subgroups(
@@ -185,6 +323,9 @@ def build_paper(
 
     # further outcomes ([[outcomes]]): their own section, kept out of the fit lists above
     outcomes = outcomes_sections(root, spec.outcomes, runner.fit, figures)
+    for o in spec.outcomes:
+        config_of[load_config(root / o.config).name] = o.config
+        config_of |= {load_config(q).name: _rel(root, q) for q in _expand(root, o.sensitivity)}
 
     compare_fits = []
     for p in _expand(root, spec.compare.models):
@@ -284,6 +425,9 @@ def build_paper(
         "outcomes": outcomes,
         "robustness": robustness_section(root),
         "sbc": sbc_section(root),
+        "provenance": provenance_section(
+            all_fits, config_of, spec, compare_fits, sub_results, avf_results, outcomes
+        ),
     }
     atomic.write_json(build / "results.json", round_floats(results))
     write_paper_risk_page(
@@ -317,6 +461,8 @@ def build_paper(
             f"bayes-va paper: wrote {build / 'paper.pdf'} (typst {time.perf_counter() - t0:.2f} s)",
             file=sys.stderr,
         )
+        if not check_layout(build / "paper.pdf"):
+            return 1
     print(
         f"bayes-va paper: done in {time.perf_counter() - t_start:.1f} s "
         f"({sum(not t['cached'] for t in runner.timings.values())} fits run, "

@@ -28,10 +28,12 @@ from bayes_va.risk import (
     RiskModel,
     TransportPrior,
     avf_model,
+    describe_profile,
     recompression_model,
     revision_model,
 )
 from bayes_va.viz.checks import plot_comparison
+from bayes_va.viz.plots import study_label
 from bayes_va.viz.risk import write_figures
 
 # ----------------------------------------------------------------------------- formatting
@@ -232,14 +234,6 @@ def avf_section(results: list[FitResult], horizons: list[float]) -> list[dict[st
     return out
 
 
-def _study_label(row: Mapping[str, Any], study: str) -> str:
-    """Name a study as the text shows it: 'Author Year' where the table has both, else its id."""
-    author, year = row.get("author"), row.get("year")
-    if isinstance(author, str) and author and year is not None and not pd.isna(year):
-        return f"{author} {int(year)}"
-    return study
-
-
 def outcome_section(
     key: str,
     title: str,
@@ -277,7 +271,7 @@ def outcome_section(
         studies.append(
             {
                 **s.to_dict(),
-                "label": _study_label(rows.get(s.study, {}), s.study),
+                "label": study_label(rows.get(s.study, {}), s.study),
                 "fmt": {
                     "n": f"{s.n:,}",
                     "events": f"{s.events:,}",
@@ -415,7 +409,10 @@ def risk_section(
         "transport": spec.get("transport", "beta:2,2"),
         "revision_baseline": spec.get("revision_baseline", "pooled"),
         "avf_horizon_fmt": f"{float(spec.get('avf_horizon_months', 12)):g}",
-        "profiles": [{"id": k, "text": t} for k, t in profile_text.items()],
+        "profiles": [
+            {"id": k, "text": t, "clinical": describe_profile(EXAMPLE_PROFILES[k])}
+            for k, t in profile_text.items()
+        ],
         "rows": rows,
         "outcomes": list(models),
         "contrasts": contrasts,
