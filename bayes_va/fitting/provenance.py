@@ -55,6 +55,14 @@ def data_files_hash(data_dir: Path) -> dict[str, str]:
     return out
 
 
+def data_folder_hash(data_dir: Path) -> str:
+    """Return one SHA-256 over the hashes of every known table in ``data_dir``.
+
+    The data hash ``results.json`` and the risk page report (sorted file hashes, concatenated).
+    """
+    return hashlib.sha256("".join(sorted(data_files_hash(data_dir).values())).encode()).hexdigest()
+
+
 def provenance_record(
     cfg: Any, data: Any, overrides: Sequence[str] | None = None
 ) -> dict[str, Any]:

@@ -10,7 +10,6 @@ times go to ``paper/build/timings.json``.
 from __future__ import annotations
 
 import glob
-import hashlib
 import shutil
 import sys
 import time
@@ -26,7 +25,11 @@ from bayes_va.config.paper import PaperConfig, PaperOutcome, load_paper_config
 from bayes_va.core import atomic
 from bayes_va.fitting.cache import cached_fit
 from bayes_va.fitting.diagnostics import CHECKED_VARS
-from bayes_va.fitting.provenance import data_files_hash, lock_hash, package_versions
+from bayes_va.fitting.provenance import (
+    data_folder_hash,
+    lock_hash,
+    package_versions,
+)
 from bayes_va.fitting.results import FitResult
 from bayes_va.viz.plots import followup_curve, forest, plot_sensitivity, subgroups
 from bayes_va.workflows.paper_layout import short_pages
@@ -416,9 +419,7 @@ def build_paper(
         "reproducibility": {
             "versions": package_versions(),
             "checked_vars": list(CHECKED_VARS),
-            "data_hash": hashlib.sha256(
-                "".join(sorted(data_files_hash(base_cfg.data_dir).values())).encode()
-            ).hexdigest(),
+            "data_hash": data_folder_hash(base_cfg.data_dir),
             "lock_hash": lock_hash(root),
             "n_fits": len(all_fits),
         },

@@ -17,7 +17,6 @@ from the risk layer into the page data: one definition for the CLI and the page.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
 import math
@@ -33,7 +32,7 @@ import numpy as np
 from bayes_va.config.risk import TransportPrior
 from bayes_va.core import atomic
 from bayes_va.data.tables import default_data_dir
-from bayes_va.fitting.provenance import data_files_hash
+from bayes_va.fitting.provenance import data_folder_hash
 from bayes_va.risk import (
     CI_PROB,
     COVARIATES,
@@ -157,8 +156,7 @@ def _outcome_data(
 
 def default_data_hash(data_dir: str | Path | None = None) -> str:
     """Return the data hash ``results.json`` reports (SHA-256 over the table files' hashes)."""
-    hashes = data_files_hash(Path(data_dir) if data_dir else default_data_dir())
-    return hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()
+    return data_folder_hash(Path(data_dir) if data_dir else default_data_dir())
 
 
 def page_data(
