@@ -261,3 +261,21 @@ def test_an_unknown_table_name_lists_the_shipped_ones(tmp_path):
     cfg = load_config(_config(tmp_path, "nope"))
     with pytest.raises(ConfigError, match=r"unknown table 'nope'.*revision"):
         build_dataset(cfg.data, cfg.data_dir)
+
+
+def test_a_user_table_config_hash_does_not_depend_on_where_the_project_lives(tmp_path):
+    # the resolved config stores a table inside the project relative to its root, so two
+    # checkouts in different folders give the same hash (cache keys, provenance)
+    hashes = []
+    for where in ("one", "two/deeper"):
+        root = tmp_path / where
+        (root / "study").mkdir(parents=True)
+        (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+        (root / "study" / "mine.csv").write_text("study,events,n\na,1,10\nb,2,20\n")
+        (root / "study" / "mine.toml").write_text('name = "mine"\n[data]\ntable = "mine.csv"\n')
+        cfg = load_config(root / "study" / "mine.toml")
+        assert Path(cfg.data.table) == (root / "study" / "mine.csv").absolute()
+        assert cfg.to_dict()["data"]["table"] == "study/mine.csv"
+        assert cfg.replace(**{"sampler.seed": 3}).data.table == cfg.data.table
+        hashes.append(cfg.hash())
+    assert hashes[0] == hashes[1]

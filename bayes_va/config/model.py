@@ -216,6 +216,13 @@ class Config(FrozenModel):
         out: dict[str, Any] = to_plain(self)
         if not out["data"]["columns"]:  # unset: keep the hash of every config written before it
             del out["data"]["columns"]
+        # a user table inside the project is stored relative to its root, so that the hash and
+        # the provenance do not depend on where the checkout lives (from_dict resolves it back)
+        table = out["data"]["table"]
+        if is_table_path(table) and Path(table).is_absolute():
+            root = Path(self.root).absolute()
+            if Path(table).is_relative_to(root):
+                out["data"]["table"] = Path(table).relative_to(root).as_posix()
         return out
 
     def hash(self) -> str:
@@ -333,6 +340,11 @@ def from_dict(raw: dict[str, Any], source: str = "<dict>", root: str | Path = ".
     ConfigError
         Listing every problem with its dotted key.
     """
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("table"), str):
+        table = data["table"]
+        if is_table_path(table) and not Path(table).is_absolute():  # as to_dict writes it
+            raw = {**raw, "data": {**data, "table": str(Path(root).absolute() / table)}}
     cfg = validate(Config, raw, source)
     cfg._root = str(root)
     return cfg
