@@ -384,3 +384,18 @@ def test_plot_sbc_writes_the_figure(tmp_path):
     files = plot_sbc(s, tmp_path / "sbc")
     assert [f.suffix for f in files] == [".png", ".svg"]
     assert all(f.stat().st_size > 10_000 for f in files)
+
+
+def test_an_sbc_run_with_overrides_gets_its_own_folder(monkeypatch, tmp_path, capsys):
+    import bayes_va.workflows.sbc
+
+    ranks = _even_ranks(np.random.default_rng(seed(51)), 60)
+    monkeypatch.setattr(bayes_va.workflows.sbc, "run_sbc", _fake_run_sbc(ranks))
+    common = ["sbc", "models/base.toml", "-N", "60", "--results-root", str(tmp_path)]
+    assert _cli([*common, "--no-progress"]) == SBCExit.NO_EVIDENCE
+    assert (tmp_path / "sbc" / "base" / "sbc_summary.json").exists()
+    assert _cli([*common, "--no-progress", "--set", "sampler.draws=500"]) == SBCExit.NO_EVIDENCE
+    (other,) = [p for p in (tmp_path / "sbc").iterdir() if p.name != "base"]
+    assert other.name.startswith("base+") and len(other.name) == len("base+") + 8
+    assert (other / "sbc_summary.json").exists()
+

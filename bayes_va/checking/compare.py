@@ -27,6 +27,7 @@ import xarray as xr
 
 from bayes_va.checking.loo import LooReliabilityWarning, LooResult, marginal_loo, replace_bad_k
 from bayes_va.core import atomic
+from bayes_va.core.errors import ComparisonError
 from bayes_va.core.serialize import json_safe, markdown_table
 
 if TYPE_CHECKING:
@@ -225,8 +226,9 @@ def compare_models(
 
     Raises
     ------
-    ValueError
-        Fewer than two models, or models fitted to different data.
+    ComparisonError
+        Fewer than two models, or models fitted to different data (bad input: exit 2 in the
+        CLI; a ``ValueError`` too).
 
     Warns
     -----
@@ -234,21 +236,21 @@ def compare_models(
         When any model has a Pareto k above the threshold (once, naming every such model).
     """
     if len(models) < 2:
-        raise ValueError(f"need at least two models to compare, got {len(models)}")
+        raise ComparisonError(f"need at least two models to compare, got {len(models)}")
     names = list(models)
     ref_name = names[0]
     ref = _observed(_tree(models[ref_name]))
     for name in names[1:]:
         other = _observed(_tree(models[name]))
         if other[0] != ref[0]:
-            raise ValueError(
+            raise ComparisonError(
                 f"{name} and {ref_name} were fitted to different studies: "
                 f"{sorted(set(other[0]) ^ set(ref[0]))} differ"
             )
         differ = [s for s, a, b in zip(ref[0], ref[1], other[1], strict=True) if a != b]
         differ += [s for s, a, b in zip(ref[0], ref[2], other[2], strict=True) if a != b]
         if differ:
-            raise ValueError(
+            raise ComparisonError(
                 f"{name} and {ref_name} were fitted to different counts for "
                 f"{', '.join(sorted(set(differ)))}: LOO values are not comparable"
             )

@@ -55,14 +55,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"error: model names must be unique, got {names}; use --names", file=sys.stderr)
         return ExitCode.BAD_INPUT
     models = {name: _load(d) for name, d in zip(names, args.results_dirs, strict=True)}
-    try:
-        with warnings.catch_warnings():
-            # stated below in words (and in compare.md); not a Python warning on the terminal
-            warnings.simplefilter("ignore", LooReliabilityWarning)
-            cmp = compare_models(models, method=args.method, replace_bad=args.replace_bad_k)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    # a ComparisonError (different data, too few models) is bad input: main() gives exit 2;
+    # any other exception is a bug and keeps its traceback
+    with warnings.catch_warnings():
+        # stated below in words (and in compare.md); not a Python warning on the terminal
+        warnings.simplefilter("ignore", LooReliabilityWarning)
+        cmp = compare_models(models, method=args.method, replace_bad=args.replace_bad_k)
     out = write_comparison(cmp, args.out)
     cols = ["rank", "elpd", "se", "elpd_diff", "dse", "weight", "max_pareto_k", "loo_reliable"]
     print(cmp.table[cols].to_string(float_format=lambda v: f"{v:.3f}"))

@@ -46,11 +46,14 @@ def run_sbc_command(args: argparse.Namespace) -> int:
     """Run the ``sbc`` subcommand (``args`` from :func:`add_sbc_parser`'s parser)."""
     # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.config.model import load_config
+    from bayes_va.fitting.provenance import overrides_suffix
     from bayes_va.workflows.executor import ClusterSpec
     from bayes_va.workflows.sbc import run_sbc
 
     cfg = load_config(args.config, args.set)
     suffix = f"_k{args.k}" if args.k else ""
+    if args.set:  # a run with overrides never replaces another config's run folder
+        suffix += overrides_suffix(cfg)
     out = Path(args.out) if args.out else Path(args.results_root) / "sbc" / f"{cfg.name}{suffix}"
     cluster = ClusterSpec(scheduler=args.scheduler, n_workers=args.workers)
     print(f"SBC of {cfg.name}: {args.replications} replications on {cluster.describe()}")
@@ -110,7 +113,10 @@ def add_sbc_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="complete the run in --out (only missing tasks)"
     )
-    p.add_argument("--out", help="run folder (default: RESULTS_ROOT/sbc/<config name>[_k<K>])")
+    p.add_argument(
+        "--out",
+        help="run folder (default: RESULTS_ROOT/sbc/<config name>[_k<K>][+<hash> with --set])",
+    )
     p.add_argument("--results-root", default="results")
     p.add_argument(
         "--k",

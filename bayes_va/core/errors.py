@@ -53,6 +53,10 @@ class ConfigError(BayesVAError, ValueError):
     """A model configuration is invalid; the message names the file and the key."""
 
 
+class ComparisonError(BayesVAError, ValueError):
+    """Models cannot be compared (fewer than two, or fitted to different data)."""
+
+
 class ResultsFolderError(BayesVAError, FileNotFoundError):
     """A path is not a complete results folder (see :mod:`bayes_va.fitting.results`)."""
 
