@@ -161,16 +161,13 @@ def build_model(cfg: Config, data: StudyData, design: Design) -> pm.Model:
             beta = _prior("beta", priors["beta"], dims="coef")
             eta = mu + pm.math.dot(X, beta)
         if cfg.model.family == "logit_normal":
-            tau = _prior("tau", priors["tau"])
-            if cfg.model.parametrisation == "marginal":
-                _marginal_likelihood(data, n, y_obs, eta, tau)
+            tau = _prior("tau", priors["tau"])  # marginal returned above: centred/noncentred
+            if cfg.model.parametrisation == "centred":
+                theta = pm.Normal("theta", mu=eta, sigma=tau, dims="study")
             else:
-                if cfg.model.parametrisation == "centred":
-                    theta = pm.Normal("theta", mu=eta, sigma=tau, dims="study")
-                else:
-                    z = pm.Normal("z", 0.0, 1.0, dims="study")
-                    theta = pm.Deterministic("theta", eta + tau * z, dims="study")
-                pm.Binomial("y", n=n, logit_p=theta, observed=y_obs, dims="study")
+                z = pm.Normal("z", 0.0, 1.0, dims="study")
+                theta = pm.Deterministic("theta", eta + tau * z, dims="study")
+            pm.Binomial("y", n=n, logit_p=theta, observed=y_obs, dims="study")
         elif cfg.model.family == "beta_binomial":
             phi = _prior("phi", priors["phi"])
             p = pm.math.invlogit(eta)

@@ -122,9 +122,6 @@ def _check_counts(events: int, n: int) -> None:
         raise OutcomeError(f"need 0 <= events <= n and n >= 1, got {events}/{n}")
 
 
-_rng = stream_rng  # the project's one definition (bayes_va.core.rng)
-
-
 def proportion_draws(
     events: int, n: int, prior: BetaPrior, n_draws: int, rng: np.random.Generator
 ) -> FloatArray:
@@ -278,7 +275,7 @@ def log_odds_ratio(
     -------
     LogOddsRatio
     """
-    rng = _rng(seed, stream)
+    rng = stream_rng(seed, stream)
     p1 = proportion_draws(events1, n1, prior, n_draws, rng)
     p0 = proportion_draws(events0, n0, prior, n_draws, rng)
     draws = special.logit(p1) - special.logit(p0)

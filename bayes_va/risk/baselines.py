@@ -13,6 +13,7 @@ from scipy import special
 from bayes_va.config.model import find_root, load_config
 from bayes_va.config.priors import log_density
 from bayes_va.config.risk import TransportPrior
+from bayes_va.core.rng import stream_rng
 from bayes_va.data.dataset import build_dataset
 from bayes_va.fitting.results import load_result
 from bayes_va.numerics import exact
@@ -25,7 +26,6 @@ from bayes_va.risk.constants import (
     FloatArray,
 )
 from bayes_va.risk.errors import RiskInputError
-from bayes_va.risk.numerics import _rng
 
 #: The fits the risk layer reads by default: outcome -> (results folder, the model config that
 #: must have written it). The folder is the risk config's default (relative to the working
@@ -75,7 +75,8 @@ def _resample(values: FloatArray, n_draws: int, seed: int) -> FloatArray:
     """``values`` as ``n_draws`` draws (as they are when the counts match)."""
     if len(values) == n_draws:
         return values
-    idx = _rng(seed, STREAM_BASELINE).choice(len(values), n_draws, replace=len(values) < n_draws)
+    rng = stream_rng(seed, STREAM_BASELINE)
+    idx = rng.choice(len(values), n_draws, replace=len(values) < n_draws)
     return values[idx]
 
 
@@ -167,7 +168,7 @@ def _exact_draws(config: str | Path, kind: str, n_draws: int, seed: int) -> Floa
         log_prior_mu=log_density(cfg.priors.mu),
         log_prior_tau=log_density(cfg.priors.tau),
     )
-    rng = _rng(seed, STREAM_BASELINE)
+    rng = stream_rng(seed, STREAM_BASELINE)
     w = post.weights.ravel()
     cell = rng.choice(w.size, n_draws, p=w / w.sum())
     i, j = np.unravel_index(cell, post.weights.shape)
@@ -176,7 +177,7 @@ def _exact_draws(config: str | Path, kind: str, n_draws: int, seed: int) -> Floa
     tau = np.exp(post.log_tau[j] + drho * (rng.random(n_draws) - 0.5))
     if kind == "pooled":
         return special.expit(mu)
-    z = _rng(seed, STREAM_PREDICTIVE).standard_normal(n_draws)
+    z = stream_rng(seed, STREAM_PREDICTIVE).standard_normal(n_draws)
     return special.expit(mu + tau * z)
 
 
@@ -278,7 +279,8 @@ def avf_baseline(
         post = fit.tree["posterior"]
         if "tau" not in post.data_vars:
             raise RiskInputError("this AVF fit has no tau; use the pooled baseline")
-        eta = eta + _flat(post["tau"]) * _rng(seed, STREAM_PREDICTIVE).standard_normal(eta.size)
+        z = stream_rng(seed, STREAM_PREDICTIVE).standard_normal(eta.size)
+        eta = eta + _flat(post["tau"]) * z
     return _resample(special.expit(eta), n_draws, seed)
 
 
@@ -289,4 +291,4 @@ def transport_draws(transport: TransportPrior, n_draws: int, seed: int) -> Float
     """Draw ``lambda`` from ``transport`` (stream ``STREAM_TRANSPORT``)."""
     if transport.dist == "Fixed":
         return np.full(n_draws, transport.value)
-    return _rng(seed, STREAM_TRANSPORT).beta(transport.alpha, transport.beta, n_draws)
+    return stream_rng(seed, STREAM_TRANSPORT).beta(transport.alpha, transport.beta, n_draws)

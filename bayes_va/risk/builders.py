@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from bayes_va.core.rng import stream_rng
 from bayes_va.data.tables import load_table
 from bayes_va.numerics import outcomes
 from bayes_va.risk.baselines import (
@@ -37,7 +38,6 @@ from bayes_va.risk.constants import (
 )
 from bayes_va.risk.errors import RiskInputError
 from bayes_va.risk.layer import LogisticLayer, RiskModel
-from bayes_va.risk.numerics import _rng
 from bayes_va.risk.profiles import _AN_COVARIATES, _AVF_COVARIATES, COVARIATES
 
 _OUTCOME_TEXT = {
@@ -56,7 +56,7 @@ def _an_parts(
     data_dir: str | Path | None,
 ) -> tuple[Coefficients, FloatArray, PseudoCohort, dict[str, tuple[float, float]]]:
     coefs = an2021_coefficients(endplate_reading, data_dir)
-    beta = coefs.draws(n_draws, _rng(seed, STREAM_COEFFICIENTS))
+    beta = coefs.draws(n_draws, stream_rng(seed, STREAM_COEFFICIENTS))
     cohort = an2021_pseudo_cohort(replicates=replicates, seed=seed, data_dir=data_dir)
     return coefs, beta, cohort, an2021_cohort_ranges(data_dir)
 
@@ -107,7 +107,7 @@ def recompression_model(
     coefs, beta, cohort, ranges = _an_parts(n_draws, seed, endplate_reading, replicates, data_dir)
     groups, _ = _an_table1(data_dir)
     a, b = target_prior.posterior(groups[0], sum(groups))
-    target = _rng(seed, STREAM_CALIBRATION_TARGET).beta(a, b, n_draws)
+    target = stream_rng(seed, STREAM_CALIBRATION_TARGET).beta(a, b, n_draws)
     alpha = _alpha(beta, cohort, target, calibration)
     notes = (
         f"effects: An 2021 Table 2, beta ~ Normal(B, SE) independently; endplate reading "
@@ -241,7 +241,7 @@ def avf_model(
         baseline_source, horizon_months=horizon_months, kind=baseline, n_draws=n_draws, seed=seed
     )
     g = _avf_groups(data_dir)
-    rng = _rng(seed, STREAM_AVF_EFFECTS)
+    rng = stream_rng(seed, STREAM_AVF_EFFECTS)
     lp = {
         k: special.logit(outcomes.proportion_draws(*g[k], contrast_prior, n_draws, rng))
         for k in ("braced", "unbraced", "none", "spike", "round", "any")

@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 from scipy import special, stats
 
+from bayes_va.core.rng import stream_rng
 from bayes_va.data.tables import load_table
 from bayes_va.risk.constants import (
     _CALIBRATION_MAX_ITER,
@@ -22,7 +23,7 @@ from bayes_va.risk.constants import (
     FloatArray,
 )
 from bayes_va.risk.errors import RiskInputError
-from bayes_va.risk.numerics import _expit_into, _rng
+from bayes_va.risk.numerics import _expit_into
 from bayes_va.risk.profiles import _COVARIATE_OF_COLUMN
 
 
@@ -129,7 +130,7 @@ def pseudo_cohort_from_marginals(
         When ``replicates < 1`` or a binary count lies outside ``[0, group size]``.
     """
     replicates = _replicates(replicates, sum(group_sizes))
-    rng = _rng(seed, STREAM_PSEUDO_COHORT)
+    rng = stream_rng(seed, STREAM_PSEUDO_COHORT)
     blocks: list[FloatArray] = []
     for g, n_g in enumerate(group_sizes):
         size = int(n_g) * replicates

@@ -1,4 +1,4 @@
-"""Numeric kernels: seeded random streams, in-place expit, fast row quantiles."""
+"""Numeric kernels: in-place expit, fast row quantiles (random streams: bayes_va.core.rng)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bayes_va.core.rng import stream_rng
 from bayes_va.risk.constants import FloatArray
-
-_rng = stream_rng  # the project's one definition (bayes_va.core.rng)
 
 
 def _expit_into(x: FloatArray) -> FloatArray:
