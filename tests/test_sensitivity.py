@@ -110,8 +110,10 @@ def test_leave_one_study_out_gives_one_marked_row_per_study() -> None:
     assert table["diagnostics_failures"].str.contains("bulk ESS").all()
     assert sensitivity.to_markdown(table).count("**FAILED**") == len(table)
     assert table[["pooled_median", "glmm_pooled"]].notna().all().all()
-    # every leave-one-out fit after the first reuses the k = 13 compiled model
-    assert (loo["compile_seconds"].iloc[1:] == 0.0).all()
+    # every leave-one-out fit after the first reuses the k = 13 kernel, except at most one:
+    # the switch to the compiled kernel once the structure has been fitted often enough in
+    # this process (bayes_va.engine.kernel.COMPILE_AFTER_FITS)
+    assert (loo["compile_seconds"].iloc[1:] > 0.0).sum() <= 1
     assert table.attrs["wall_seconds"] > 0
 
 

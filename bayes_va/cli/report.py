@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bayes_va.cli.common import ExitCode
+from bayes_va.viz import FIGURE_FORMATS
 
 __all__ = ["add_report_parsers"]
 
@@ -81,9 +82,6 @@ def add_report_parsers(subparsers: Any) -> None:
     subparsers : argparse._SubParsersAction
         The object returned by ``parser.add_subparsers(...)``; each command sets ``func``.
     """
-    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
-    from bayes_va.viz.figure import FIGURE_FORMATS
-
     r = subparsers.add_parser(
         "report",
         help="write report.md (diagnostics, PPC, LOO, prior sensitivity) into a results folder",

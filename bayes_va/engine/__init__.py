@@ -8,7 +8,8 @@ import :mod:`bayes_va.core`, :mod:`bayes_va.config`, :mod:`bayes_va.data` and
 :mod:`bayes_va.numerics`; draws no figures.
 
 Importing this package first points PyTensor's and Numba's compile caches at a persistent
-per-user folder (:func:`cache_dir`), because both read their settings when first imported.
+per-user folder (:func:`cache_dir`) and turns PyTensor's Numba ``fastmath`` off, because both
+read their settings when first imported.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ def cache_dir() -> Path:
 def _configure_compile_cache() -> None:
     """Point PyTensor and Numba at the persistent cache, unless the user already chose."""
     base = cache_dir()
-    flags = os.environ.get("PYTENSOR_FLAGS", "")
-    if "base_compiledir" not in flags:
-        os.environ["PYTENSOR_FLAGS"] = ",".join(
-            f for f in (flags, f"base_compiledir={base / 'pytensor'}") if f
-        )
+    flags = [f for f in os.environ.get("PYTENSOR_FLAGS", "").split(",") if f]
+    if not any(f.startswith("base_compiledir") for f in flags):
+        flags.append(f"base_compiledir={base / 'pytensor'}")
+    # IEEE arithmetic in PyTensor's Numba code: the two nutpie kernels (engine.kernel) then
+    # give bitwise-equal draws, and results do not depend on how LLVM inlined a function.
+    if not any(f.startswith("numba__fastmath") for f in flags):
+        flags.append("numba__fastmath=False")
+    os.environ["PYTENSOR_FLAGS"] = ",".join(flags)
     os.environ.setdefault("NUMBA_CACHE_DIR", str(base / "numba"))
 
 

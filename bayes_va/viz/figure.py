@@ -18,11 +18,10 @@ from matplotlib.figure import Figure
 from matplotlib.typing import RcKeyType
 
 from bayes_va.core import atomic
+from bayes_va.viz import FIGURE_FORMATS
 
 __all__ = ["DPI", "FIGURE_FORMATS", "save_figure", "save_plot_collection", "subplots"]
 
-#: Formats written when a caller names none and its path has no suffix.
-FIGURE_FORMATS: tuple[str, ...] = ("png", "svg")
 #: Raster resolution of every PNG the project writes.
 DPI = 150
 # Stable SVG element ids and text kept as text: the same figure gives the same bytes.
