@@ -98,3 +98,18 @@ def test_two_clean_builds_write_byte_identical_results_json(tmp_path):
     # an unchanged rebuild takes every fit from the cache
     assert build_paper(root=a, compile_pdf=False) == 0
     assert (a / "paper" / "build" / "results.json").read_bytes() == ra
+
+
+@pytest.mark.sampling
+def test_a_parallel_build_writes_the_serial_builds_results_json(tmp_path):
+    import json
+
+    par = _mini_project(tmp_path / "par")
+    ser = _mini_project(tmp_path / "ser")
+    assert build_paper(root=par, compile_pdf=False, workers=2) == 0
+    assert build_paper(root=ser, compile_pdf=False, workers=1) == 0
+    rp = (par / "paper" / "build" / "results.json").read_bytes()
+    assert rp == (ser / "paper" / "build" / "results.json").read_bytes()
+    # the dask pass ran the fits (the serial pass after it only read them from the cache)
+    fits = json.loads((par / "paper" / "build" / "timings.json").read_text())["fits"]
+    assert len(fits) == 4 and not any(t["cached"] for t in fits.values())

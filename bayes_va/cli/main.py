@@ -167,7 +167,7 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.workflows.paper import build_paper
 
-    return build_paper(clean=args.clean)
+    return build_paper(clean=args.clean, workers=1 if args.serial else args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("paper", help="run the paper's analyses and build paper/build/paper.pdf")
     p.add_argument("--clean", action="store_true", help="ignore cached analyses")
+    p.add_argument("--workers", type=int, help="dask workers for the fits (default: one per core)")
+    p.add_argument("--serial", action="store_true", help="fit one after another in this process")
     p.set_defaults(func=_cmd_paper)
 
     # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)

@@ -23,7 +23,7 @@ import pandas as pd
 from bayes_va.config.model import Config, find_root, load_config
 from bayes_va.config.paper import PaperConfig, PaperOutcome, load_paper_config
 from bayes_va.core import atomic
-from bayes_va.fitting.cache import cached_fit
+from bayes_va.fitting.cache import cached_fit, fit_key
 from bayes_va.fitting.diagnostics import CHECKED_VARS
 from bayes_va.fitting.provenance import (
     data_folder_hash,
@@ -32,6 +32,7 @@ from bayes_va.fitting.provenance import (
 )
 from bayes_va.fitting.results import FitResult
 from bayes_va.viz.plots import followup_curve, forest, plot_sensitivity, subgroups
+from bayes_va.workflows.executor import ClusterSpec, dask_map, default_workers
 from bayes_va.workflows.paper_layout import short_pages
 from bayes_va.workflows.paper_sections import (
     avf_section,
@@ -74,14 +75,87 @@ class _Runner:
     def __init__(self, cache_dir: Path, refresh: bool) -> None:
         self.cache_dir, self.refresh = cache_dir, refresh
         self.timings: dict[str, dict[str, Any]] = {}
+        #: wall times of the fits the parallel pass ran (they reach the serial pass as hits)
+        self.prefitted: dict[str, float] = {}
 
     def fit(self, cfg: Config) -> FitResult:
         t0 = time.perf_counter()
         result, hit = cached_fit(cfg, self.cache_dir, self.refresh)
+        if hit and cfg.name in self.prefitted:
+            self.timings[cfg.name] = {"seconds": self.prefitted[cfg.name], "cached": False}
+            return result
         self.timings[cfg.name] = {"seconds": time.perf_counter() - t0, "cached": hit}
         status = "cached" if hit else f"fitted in {time.perf_counter() - t0:.1f} s"
         print(f"  {cfg.name}: {status}", file=sys.stderr, flush=True)
         return result
+
+
+def _planned_configs(root: Path, spec: PaperConfig) -> list[Config]:
+    """List every config :func:`build_paper` fits, in its order, each fit once."""
+    base_cfg = load_config(root / spec.base)
+    scen = plan(_expand(root, spec.sensitivity), root / spec.base, spec.leave_one_out)
+    cfgs = [base_cfg] + [s.config for s in scen if s.kind != "base"]
+    cfgs += [load_config(p) for p in _expand(root, spec.subgroups)]
+    cfgs += [load_config(p) for p in _expand(root, spec.avf)]
+    for o in spec.outcomes:
+        cfgs.append(load_config(root / o.config))
+        cfgs += [load_config(p) for p in _expand(root, o.sensitivity)]
+    cfgs += [load_config(p) for p in _expand(root, spec.compare.models)]
+    out: list[Config] = []
+    seen: set[str] = set()
+    for c in cfgs:
+        if (k := f"{c.name}-{fit_key(c)}") not in seen:
+            seen.add(k)
+            out.append(c)
+    return out
+
+
+def _fit_into_cache(item: tuple[Config, str, bool]) -> float:
+    """Worker side: fit one config into the cache; return its wall time (the result stays there)."""
+    cfg, cache_dir, refresh = item
+    t0 = time.perf_counter()
+    cached_fit(cfg, cache_dir, refresh)
+    return time.perf_counter() - t0
+
+
+def prefit_parallel(
+    root: Path, spec: PaperConfig, cache_dir: Path, refresh: bool, workers: int
+) -> dict[str, float]:
+    """Fit the paper's configs missing from the cache on a local dask cluster.
+
+    Each fit has its config's own seed and writes the folder :func:`cached_fit` would, so the
+    serial pass after it reads every fit from the cache and ``results.json`` is unchanged.
+
+    Parameters
+    ----------
+    root : Path
+        Project root.
+    spec : PaperConfig
+        The paper's analyses.
+    cache_dir : Path
+        The fit cache (``results/cache``).
+    refresh : bool
+        Refit configs found in the cache too (``--clean``).
+    workers : int
+        Single-threaded worker processes.
+
+    Returns
+    -------
+    dict of str to float
+        Wall time of each fit run, by config name.
+    """
+    todo = [
+        c
+        for c in _planned_configs(root, spec)
+        if refresh or not (cache_dir / f"{c.name}-{fit_key(c)}" / "estimates.json").exists()
+    ]
+    if len(todo) < 2:  # one fit: starting a cluster costs more than it saves
+        return {}
+    n = min(workers, len(todo))
+    print(f"bayes-va paper: {len(todo)} fits on {n} dask workers", file=sys.stderr, flush=True)
+    map_fn = dask_map(ClusterSpec(n_workers=n), desc="paper fits")
+    seconds = map_fn(_fit_into_cache, [(c, str(cache_dir), refresh) for c in todo])
+    return {c.name: s for c, s in zip(todo, seconds, strict=True)}
 
 
 def outcomes_sections(
@@ -255,7 +329,10 @@ def check_layout(pdf: Path, min_fill: float = 0.75) -> bool:
 
 
 def build_paper(
-    clean: bool = False, root: str | Path | None = None, compile_pdf: bool = True
+    clean: bool = False,
+    root: str | Path | None = None,
+    compile_pdf: bool = True,
+    workers: int | None = None,
 ) -> int:
     """Run the analyses of ``paper/analyses.toml`` and build ``paper/build/paper.pdf``.
 
@@ -267,6 +344,10 @@ def build_paper(
         Project root (default: found from the current directory).
     compile_pdf : bool
         Compile the Typst source (tests may skip it).
+    workers : int, optional
+        Fit the configs missing from the cache on a local dask cluster of this many
+        single-threaded workers first (default: one per core); 1 fits them one after another
+        in this process. Either way ``results.json`` is the same, byte for byte.
 
     Returns
     -------
@@ -285,6 +366,10 @@ def build_paper(
     cache_dir = root / "results" / "cache"
     spec = load_analyses(paper_dir / "analyses.toml")
     runner = _Runner(cache_dir, refresh=clean)
+    n_workers = default_workers() if workers is None else workers
+    if n_workers > 1:
+        runner.prefitted = prefit_parallel(root, spec, cache_dir, clean, n_workers)
+        runner.refresh = runner.refresh and not runner.prefitted  # refitted just now
 
     print("bayes-va paper: running analyses", file=sys.stderr)
     base_cfg = load_config(root / spec.base)
