@@ -99,6 +99,12 @@ def test_results_folder_holds_every_file_and_loads_back(base_result, tmp_path):
     ):
         assert (out / f).is_file(), f
     loaded = load_result(out)
+    # the draws stay on disk until used; the counts come from the per-study rows
+    assert "tree" not in vars(loaded)
+    assert loaded.data.study == base_result.data.study
+    np.testing.assert_array_equal(loaded.data.y, base_result.data.y)
+    np.testing.assert_array_equal(loaded.data.n, base_result.data.n)
+    np.testing.assert_array_equal(loaded.tree["observed_data"]["y"].values, loaded.data.y)
     assert loaded.estimates == base_result.estimates
     assert loaded.diagnostics == base_result.diagnostics
     saved = {f: json.loads((out / f).read_text()) for f in ("estimates.json", "diagnostics.json")}

@@ -172,7 +172,7 @@ def test_a_stuck_chain_leaves_its_mcse_unknown_instead_of_losing_the_table(base)
             first = da.isel(chain=0, draw=0)
             ds[name] = da.where(da["chain"] != da["chain"][0], first)
         tree[group] = xr.DataTree(ds)
-    stuck = dataclasses.replace(base, tree=tree)
+    stuck = dataclasses.replace(base, tree_source=tree)
     table = power_scaling_sensitivity(stuck)
     assert len(table) > 0
     assert table["prior_mcse"].isna().all()

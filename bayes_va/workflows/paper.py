@@ -13,6 +13,7 @@ import glob
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,10 @@ class _Runner:
             self.timings[cfg.name] = {"seconds": self.prefitted[cfg.name], "cached": False}
             return result
         self.timings[cfg.name] = {"seconds": time.perf_counter() - t0, "cached": hit}
+        if not hit and self.prefitted:
+            # the parallel pass fits what _planned_configs lists; a miss here means the list
+            # and this build have drifted apart (still correct, only serial for this fit)
+            warnings.warn(f"{cfg.name} was not in the parallel plan", stacklevel=2)
         status = "cached" if hit else f"fitted in {time.perf_counter() - t0:.1f} s"
         print(f"  {cfg.name}: {status}", file=sys.stderr, flush=True)
         return result
