@@ -140,7 +140,8 @@ def test_divergences_alone_make_a_run_untrustworthy(base_dir):
     diag = compute_diagnostics(tree, result.config.diagnostics, sampled_theta=sampled_theta)
     assert diag.divergences == 3
     assert diag.max_rhat == result.diagnostics.max_rhat
-    trusted, reasons = trust_verdict(dataclasses.replace(result, tree_source=tree, diagnostics=diag))
+    stuck = dataclasses.replace(result, tree_source=tree, diagnostics=diag)
+    trusted, reasons = trust_verdict(stuck)
     assert not trusted and "3 divergent transitions" in reasons[0]
 
 

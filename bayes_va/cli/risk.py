@@ -13,6 +13,10 @@ Examples
         --cement-volume 3.0 --endplate-contact no [--baseline predictive] [--lambda 1]
     bayes-va risk --outcome recompression --profiles patients.csv --out table.csv
     bayes-va risk --outcome avf --brace no --intradiscal-leakage none --horizon 3
+    bayes-va risk --outcome revision ... --explain     # where the uncertainty comes from
+
+Every number printed or written says what it is: a *risk at this profile* (the patient's),
+or the *population-average risk* of the outcome's reference population.
 """
 
 from __future__ import annotations
@@ -73,7 +77,11 @@ def add_risk_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="CSV with one patient per row; columns are covariate "
         "names (bmd, ivc, procedure, cement_volume, endplate_contact, ...) and optional id",
     )
-    many.add_argument("--out", type=Path, help="write the scored table here (CSV)")
+    many.add_argument(
+        "--out",
+        type=Path,
+        help="write the scored table here (CSV); with --explain also OUT_explain.csv",
+    )
     model = p.add_argument_group("model")
     model.add_argument("--config", type=Path, help="risk config (default models/risk/default.toml)")
     model.add_argument(
@@ -104,6 +112,24 @@ def add_risk_parser(subparsers: Any) -> argparse.ArgumentParser:
     model.add_argument("--draws", type=int, help="posterior draws (default 4000)")
     model.add_argument("--seed", type=int)
     model.add_argument("--threshold", type=float, help="report P(risk > THRESHOLD) (default 0.1)")
+    model.add_argument(
+        "--correlation",
+        metavar="SPEC",
+        help="prior of the covariates' correlations in the calibration cohort: lkj:ETA "
+        "(default lkj:2) or a fixed exchangeable rho (0 = independent)",
+    )
+    model.add_argument(
+        "--cohort",
+        choices=("copula", "permutation"),
+        help="calibration cohort: Gaussian copula + Sobol' points (default) or the earlier "
+        "independent-permutation cohort",
+    )
+    model.add_argument(
+        "--explain",
+        action="store_true",
+        help="split each profile's risk variance over its sources (baseline, log odds ratios, "
+        "transport, calibration cohort, integration); costs one recalibration per source",
+    )
     model.add_argument("--figures", type=Path, metavar="DIR", help="write figures into DIR")
     model.add_argument(
         "--html",
@@ -138,7 +164,37 @@ def _config(args: argparse.Namespace) -> Any:
         overrides["revision_results" if args.outcome == "revision" else "avf_results"] = (
             args.results
         )
-    return load_risk_config(args.config, overrides)
+    cfg = load_risk_config(args.config, overrides)
+    cohort: dict[str, Any] = {}
+    if args.correlation is not None:
+        cohort["correlation"] = _correlation(args.correlation)
+    if args.cohort is not None:
+        cohort["method"] = args.cohort
+    if cohort:
+        cfg = load_risk_config(
+            args.config, {**overrides, "cohort": cfg.cohort.model_copy(update=cohort)}
+        )
+    return cfg
+
+
+def _correlation(text: str) -> Any:
+    """Parse ``lkj:ETA`` or a number (a fixed exchangeable rho)."""
+    # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
+    from pydantic import ValidationError
+
+    from bayes_va.config.risk import ExchangeableCorrelation, LKJCorrelation
+    from bayes_va.core.errors import ConfigError
+
+    t = text.strip().lower()
+    try:
+        if t.startswith("lkj:"):
+            return LKJCorrelation(dist="LKJ", eta=float(t[4:]))
+        return ExchangeableCorrelation(dist="Exchangeable", rho=float(t))
+    except (ValueError, ValidationError):
+        raise ConfigError(
+            f"--correlation {text!r}: give lkj:ETA with ETA > 0 (e.g. lkj:2) or a fixed "
+            "exchangeable rho in [-0.2, 1) (0 = independent)"
+        ) from None
 
 
 def _profiles(args: argparse.Namespace) -> Any:
@@ -183,20 +239,62 @@ def _fmt(x: float) -> str:
 
 def _single_text(model: Any, row: Any, cfg: Any, extra: list[str]) -> str:
     t = cfg.threshold
+    pop = model.population_risk()
     lines = [
         f"bayes-va risk: {model.description}",
         "profile: " + ", ".join(f"{k} {row[k]}{_UNITS.get(k, '')}" for k in model.used),
-        f"  risk                     median {_fmt(row['median'])}, 95% interval "
+        f"  risk at this profile     median {_fmt(row['median'])}, 95% interval "
         f"[{_fmt(row['lower'])}, {_fmt(row['upper'])}]  (posterior mean {_fmt(row['mean'])})",
         f"  P(risk > {t:g})" + " " * max(1, 15 - len(f"{t:g}")) + f"{row['p_above_threshold']:.3f}",
         f"  per 1,000 such patients  {row['per_1000']:.0f} expected events (95% interval "
         f"{row['per_1000_lower']:.0f}-{row['per_1000_upper']:.0f})",
+        f"  population-average risk  median {_fmt(pop['median'])}, 95% interval "
+        f"[{_fmt(pop['lower'])}, {_fmt(pop['upper'])}] in {pop['population']} (not this "
+        "profile's risk)",
+        *_integration_lines(model, row),
         *extra,
         "  how this was computed:",
         *(f"    - {n}" for n in model.notes),
         f"    - {model.n_draws} draws, seed {cfg.seed}",
     ]
     return "\n".join(lines)
+
+
+def _integration_lines(model: Any, row: Any) -> list[str]:
+    info = model.integration()
+    if info is None:
+        return []
+    if info["exact"]:
+        return ["  integration error        none (the reference population is a finite mix)"]
+    return [
+        f"  integration error        MCSE {row['integration_mcse']:.2g} on this profile's risk "
+        f"({row['integration_ratio']:.3f} of its posterior SD; intercept "
+        f"{info['ratio']:.3f}; warning level {info['fraction']:g}; {info['replicates']} "
+        "scrambled Sobol' replicates)"
+    ]
+
+
+def _explain_lines(table: Any) -> list[str]:
+    """Format the variance split of one profile as text (both scales side by side)."""
+    logit = table[table["scale"] == "logit"].set_index("source")
+    risk = table[table["scale"] == "risk"].set_index("source")
+    out = [
+        "  where this profile's risk uncertainty comes from (first-order variance shares, "
+        "pick-freeze; shares of the total):",
+        f"    {'source':<52}{'logit scale':>12}{'risk scale':>12}",
+    ]
+    for src in logit.index:
+        if src == "total":
+            continue
+        out.append(
+            f"    {logit.loc[src, 'label']:<52}{100 * logit.loc[src, 'share']:>10.1f} %"
+            f"{100 * risk.loc[src, 'share']:>10.1f} %"
+        )
+    out.append(
+        f"    {'total variance':<52}{logit.loc['total', 'variance']:>12.4g}"
+        f"{risk.loc['total', 'variance']:>12.4g}"
+    )
+    return out
 
 
 def _transport_lines(cfg: Any, source: Any, profile: Any) -> list[str]:
@@ -219,6 +317,7 @@ def _transport_lines(cfg: Any, source: Any, profile: Any) -> list[str]:
         endplate_reading=cfg.endplate_reading,
         calibration=cfg.calibration,
         replicates=cfg.replicates or None,
+        cohort=cfg.cohort,
     )
     out = ["  effect of the transport factor lambda (same baseline, same draws):"]
     for _, r in table.iterrows():
@@ -252,7 +351,7 @@ def run_risk(args: argparse.Namespace) -> int:
     """Carry out ``bayes-va risk`` (see :func:`add_risk_parser`)."""
     # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
     from bayes_va.core import atomic
-    from bayes_va.risk import ExtrapolationWarning, build_model, load_source
+    from bayes_va.risk import ExtrapolationWarning, IntegrationWarning, build_model, load_source
     from bayes_va.risk.baselines import load_configured_source
     from bayes_va.viz.risk import write_figures
 
@@ -266,14 +365,20 @@ def run_risk(args: argparse.Namespace) -> int:
             source = load_source(spec)
         else:
             source = load_configured_source(spec, args.outcome)
+    explained, explain_seconds = None, 0.0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExtrapolationWarning)
+        warnings.simplefilter("always", IntegrationWarning)
         model = build_model(args.outcome, cfg, source=source)
         t0 = time.perf_counter()
         table = model.summarise(profiles, threshold=cfg.threshold)
         seconds = time.perf_counter() - t0
+        if args.explain:
+            t0 = time.perf_counter()
+            explained = model.explain(profiles, warn=False)
+            explain_seconds = time.perf_counter() - t0
     for w in caught:
-        if issubclass(w.category, ExtrapolationWarning):
+        if issubclass(w.category, ExtrapolationWarning | IntegrationWarning):
             print(f"warning: {w.message}", file=sys.stderr)
         else:  # pragma: no cover - pass anything else on unchanged
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -294,15 +399,39 @@ def run_risk(args: argparse.Namespace) -> int:
         )
     if args.profiles is None:
         extra: list[str] = []
+        if explained is not None:
+            extra += _explain_lines(explained)
         if args.outcome == "revision":
-            extra = _transport_lines(cfg, source, profiles) + _gaughen_lines()
+            extra += _transport_lines(cfg, source, profiles) + _gaughen_lines()
         print(_single_text(model, table.iloc[0], cfg, extra))
     else:
+        # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
+        from bayes_va.risk.explain import shares_wide
+
         if args.out is not None:
             atomic.write_text(args.out, table.to_csv(index=False, float_format="%.6g"))
-            print(f"scored {len(table)} profile(s) in {seconds:.2f} s; wrote {args.out}")
+            print(
+                f"scored {len(table)} profile(s) ({table['quantity'].iloc[0]}) in "
+                f"{seconds:.2f} s; wrote {args.out}"
+            )
+            if explained is not None:
+                side = args.out.with_name(f"{args.out.stem}_explain.csv")
+                atomic.write_text(side, explained.to_csv(index=False, float_format="%.6g"))
+                print(f"variance split in {explain_seconds:.2f} s; wrote {side}")
         else:
             print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            if explained is not None:
+                print("variance shares (first-order, pick-freeze) of each profile's risk:")
+                print(
+                    shares_wide(explained).to_string(
+                        index=False, float_format=lambda v: f"{v:.3g}"
+                    )
+                )
+        pop = model.population_risk()
+        print(
+            f"population-average risk (not a profile's): median {_fmt(pop['median'])}, 95% "
+            f"interval [{_fmt(pop['lower'])}, {_fmt(pop['upper'])}] in {pop['population']}"
+        )
     if args.figures is not None:
         # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
         from bayes_va.risk import EXAMPLE_PROFILES

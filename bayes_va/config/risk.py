@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from bayes_va.config.base import (
+    Bool,
     Float,
     FrozenModel,
     Int,
@@ -153,6 +154,89 @@ class BetaTransport(FrozenModel):
     beta: Positive = Field(description="Second shape (> 0).")
 
 
+# --------------------------------------------------------------------------- the cohort
+
+
+class LKJCorrelation(FrozenModel):
+    """The within-group correlation matrix of the copula ~ LKJ(eta), drawn per cohort draw.
+
+    Each correlation's prior is Beta(eta - 1 + K/2, eta - 1 + K/2) on (-1, 1) (K covariates),
+    symmetric about 0 with SD ``1 / sqrt(2 eta + K - 1)``: the sign of an association is not
+    assumed. ``eta = 1`` is uniform over correlation matrices; larger ``eta`` shrinks to 0.
+    """
+
+    dist: Literal["LKJ"]
+    eta: Positive = Field(description="LKJ shape (> 0): 1 = uniform, larger = weaker.")
+
+    def __str__(self) -> str:
+        """Return ``LKJ(eta)``."""
+        return f"LKJ({self.eta:g})"
+
+
+class ExchangeableCorrelation(FrozenModel):
+    """A fixed exchangeable correlation ``rho`` between every pair of covariates (0: none)."""
+
+    dist: Literal["Exchangeable"]
+    rho: Float = Field(
+        ge=-0.2, lt=1.0, description="Correlation of every pair, in [-0.2, 1) (0 = independent)."
+    )
+
+    def __str__(self) -> str:
+        """Return ``rho = r (exchangeable)``."""
+        return "independent (rho = 0)" if self.rho == 0 else f"rho = {self.rho:g} (exchangeable)"
+
+
+Correlation = Annotated[LKJCorrelation | ExchangeableCorrelation, Field(discriminator="dist")]
+
+
+class CohortTable(FrozenModel):
+    """``[cohort]``: the An 2021 calibration cohort of the recompression and revision models.
+
+    ``copula``: a Gaussian copula over Table 1's per-group marginals (binary, normal, gamma),
+    integrated with scrambled Sobol' points; the between-covariate correlations get the prior
+    ``correlation``, and Table 1's means, SDs and counts their sampling distributions
+    (``table1_error``), both drawn ``draws`` times. ``permutation``: the earlier cohort of
+    exact marginals with independently permuted columns (no integration error estimate).
+    """
+
+    method: Literal["copula", "permutation"] = Field(
+        default="copula",
+        description="copula: Gaussian copula + scrambled Sobol' points; permutation: exact "
+        "marginals, independent columns (the earlier cohort, [recompression] replicates).",
+    )
+    points_log2: Int = Field(
+        default=7, ge=2, le=14, description="2^m Sobol' points per outcome group and replicate."
+    )
+    replicates: Int = Field(
+        default=8,
+        ge=2,
+        le=64,
+        description="Independent Sobol' scrambles; their spread gives the integration MCSE.",
+    )
+    draws: Int = Field(
+        default=200,
+        ge=1,
+        description="Draws of the cohort's distribution (Table 1 summaries, correlations); "
+        "the posterior draws are split into this many blocks.",
+    )
+    table1_error: Bool = Field(
+        default=True,
+        description="Draw Table 1's means, SDs and proportions from their sampling "
+        "distributions given the group sizes.",
+    )
+    mcse_fraction: Float = Field(
+        default=0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Warn when the integration MCSE exceeds this fraction of the posterior SD.",
+    )
+    correlation: Correlation = Field(
+        default_factory=lambda: LKJCorrelation(dist="LKJ", eta=2.0),
+        description="Prior of the within-group correlations of the copula: LKJ(eta) or a "
+        "fixed exchangeable rho; default LKJ(2).",
+    )
+
+
 # --------------------------------------------------------------------------- the file
 
 
@@ -211,6 +295,10 @@ class RiskFile(FrozenModel):
     avf: AvfTable = Field(
         default_factory=AvfTable, description="The AVF baseline and the brace/leakage contrasts."
     )
+    cohort: CohortTable = Field(
+        default_factory=CohortTable,
+        description="The An 2021 calibration cohort: copula, Sobol' points, correlation prior.",
+    )
 
     def to_config(self) -> RiskConfig:
         """Return the flat :class:`RiskConfig` of this file."""
@@ -230,6 +318,7 @@ class RiskFile(FrozenModel):
             horizon_months=self.avf.horizon_months,
             avf_reference=self.avf.reference,
             contrast_prior=self.avf.contrast_prior,
+            cohort=self.cohort,
         )
 
 
@@ -267,6 +356,8 @@ class RiskConfig(FrozenModel):
         Population the AVF baseline describes.
     contrast_prior : {"jeffreys", "uniform"}
         Prior of each group proportion of the AVF contrasts.
+    cohort : CohortTable
+        How the An calibration cohort is built (``[cohort]``).
     """
 
     name: Str = "default"
@@ -284,6 +375,7 @@ class RiskConfig(FrozenModel):
     horizon_months: Horizon = 12.0
     avf_reference: AvfReference = "reyhani"
     contrast_prior: ContrastPrior = "jeffreys"
+    cohort: CohortTable = Field(default_factory=CohortTable)
 
 
 def risk_config_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> RiskConfig:

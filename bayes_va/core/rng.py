@@ -41,6 +41,14 @@ class RiskStream(IntEnum):
     BASELINE = 5
     PREDICTIVE = 6
     AVF_EFFECTS = 7
+    #: Scrambling of the Sobol' points (one scramble per replicate and outcome group).
+    SOBOL = 8
+    #: Draws of the Table-1 summaries (sampling error) and of the copula's correlations.
+    COHORT_DRAWS = 9
+    #: Permutations that make the independent copies of each source in the variance split.
+    EXPLAIN = 10
+    #: Plain Monte-Carlo points of the integration-error figure (the reference for Sobol').
+    PLAIN_MC = 11
 
 
 def stream_rng(seed: int, stream: int) -> np.random.Generator:

@@ -31,6 +31,7 @@ from bayes_va.data.moderators import Design, build_design
 from bayes_va.engine.kernel import choose_kernel, compile_kernel, with_data
 from bayes_va.engine.model import build_model, data_values, structure_key
 
+
 @dataclass(frozen=True)
 class SamplerRun:
     """Raw sampler output with timings.

@@ -14,10 +14,13 @@ Outcomes
     volume, are ignored). ``lambda = 1``. The paper prints no intercept. ``alpha_s`` is
     *calibrated*: for each draw it solves ``mean_m expit(alpha_s + beta_s (x_m - x_ref)) =
     pbar_s`` over a pseudo-cohort ``x_1..x_M`` that matches Table 1's marginals in each outcome
-    group (:func:`an2021_pseudo_cohort`), with ``pbar_s ~ Beta(82 + 1/2, 175 + 1/2)`` carrying the
+    group (:mod:`bayes_va.risk.copula`: a Gaussian copula over Table 1's marginals, integrated
+    with scrambled Sobol' points, the unknown correlations and Table 1's sampling error drawn
+    with the posterior; ``[cohort] method = "permutation"`` gives the earlier cohort of
+    :func:`an2021_pseudo_cohort`), with ``pbar_s ~ Beta(82 + 1/2, 175 + 1/2)`` carrying the
     binomial uncertainty of 82/257. Averaging risks over a cohort instead of plugging in mean
     covariates is what non-collapsibility of the odds ratio requires: the risk at the mean
-    profile is not the mean risk. ``x_ref`` = the pseudo-cohort's mean covariate vector.
+    profile is not the mean risk. ``x_ref`` = Table 1's pooled mean covariate vector.
 ``revision``
     Baseline ``b_s`` from a fit of the revision studies: ``pooled`` (logit^-1 mu, the fit's
     pooled proportion) or ``predictive`` (a new centre's proportion). The recompression effects are
@@ -36,6 +39,16 @@ Outcomes
     of 251, independent of bracing) or, with ``reference="unexposed"``, set so that an unbraced
     patient without leakage has risk ``b_s``.
 
+Integration error and where the uncertainty comes from
+------------------------------------------------------
+Independent Sobol' scrambles give each draw's intercept a Monte-Carlo standard error
+(:mod:`bayes_va.risk.calibration`; :meth:`RiskModel.integration`, a warning above
+``[cohort] mcse_fraction`` of the posterior SD). :meth:`RiskModel.explain` splits a profile's
+risk variance over the pooled baseline, the published log odds ratios, the transport factor,
+the calibration cohort and the integration (:mod:`bayes_va.risk.explain`). Summaries state
+their quantity: a *risk at this profile* (:meth:`RiskModel.summarise`) or the
+*population-average risk* of the reference population (:meth:`RiskModel.population_risk`).
+
 ``calibration="mean_profile"`` replaces the cohort average by ``alpha_s = logit b_s`` (the
 baseline is the risk at the mean profile), for comparison only.
 
@@ -46,11 +59,13 @@ numbers.
 Modules
 -------
 ``profiles`` covariates and validation of patient profiles; ``coefficients`` An 2021 Table 2;
-``cohort`` pseudo-cohorts and intercept calibration; ``layer`` the logistic layer and
-:class:`RiskModel`; ``baselines`` revision/AVF baselines and the transport prior; ``builders``
-the model of each outcome; ``build`` :func:`build_model` from a :class:`RiskConfig` (its
-schema is :mod:`bayes_va.config.risk`); ``constants``, ``numerics`` and ``errors`` shared by
-all. Its figures are in :mod:`bayes_va.viz.risk`.
+``cohort`` pseudo-cohorts and intercept calibration; ``copula`` the copula cohort;
+``calibration`` per-draw calibration and its integration error; ``explain`` the variance
+split; ``layer`` the logistic layer and :class:`RiskModel`; ``baselines`` revision/AVF
+baselines and the transport prior; ``builders`` the model of each outcome; ``build``
+:func:`build_model` from a :class:`RiskConfig` (its schema is
+:mod:`bayes_va.config.risk`); ``constants``, ``numerics`` and ``errors`` shared by all.
+Its figures are in :mod:`bayes_va.viz.risk`.
 
 Layer: may import :mod:`bayes_va.checking` and the layers below it (results are read through
 :mod:`bayes_va.fitting`), but not PyMC, PyTensor, nutpie or matplotlib.
@@ -65,8 +80,10 @@ from bayes_va.risk.baselines import avf_baseline, load_source, revision_baseline
 from bayes_va.risk.baselines import transport_draws as transport_draws
 from bayes_va.risk.build import build_model
 from bayes_va.risk.builders import avf_model, recompression_model, revision_model, transport_table
+from bayes_va.risk.calibration import Calibration, integration_error_curve
 from bayes_va.risk.coefficients import Coefficients, an2021_coefficients
 from bayes_va.risk.cohort import (
+    CohortDesign,
     Marginal,
     PseudoCohort,
     an2021_pseudo_cohort,
@@ -86,14 +103,30 @@ from bayes_va.risk.constants import STREAM_AVF_EFFECTS as STREAM_AVF_EFFECTS
 from bayes_va.risk.constants import STREAM_BASELINE as STREAM_BASELINE
 from bayes_va.risk.constants import STREAM_CALIBRATION_TARGET as STREAM_CALIBRATION_TARGET
 from bayes_va.risk.constants import STREAM_COEFFICIENTS as STREAM_COEFFICIENTS
+from bayes_va.risk.constants import STREAM_COHORT_DRAWS as STREAM_COHORT_DRAWS
+from bayes_va.risk.constants import STREAM_EXPLAIN as STREAM_EXPLAIN
+from bayes_va.risk.constants import STREAM_PLAIN_MC as STREAM_PLAIN_MC
 from bayes_va.risk.constants import STREAM_PREDICTIVE as STREAM_PREDICTIVE
 from bayes_va.risk.constants import STREAM_PSEUDO_COHORT as STREAM_PSEUDO_COHORT
+from bayes_va.risk.constants import STREAM_SOBOL as STREAM_SOBOL
 from bayes_va.risk.constants import STREAM_TRANSPORT as STREAM_TRANSPORT
 from bayes_va.risk.constants import SUMMARY_CHUNK as SUMMARY_CHUNK
 from bayes_va.risk.constants import FloatArray as FloatArray
 from bayes_va.risk.constants import Outcome as Outcome
-from bayes_va.risk.errors import ExtrapolationWarning, ProfileError, RiskInputError
-from bayes_va.risk.layer import LogisticLayer, RiskModel
+from bayes_va.risk.copula import CopulaSpec, an2021_copula_spec, copula_spec, lkj_cholesky
+from bayes_va.risk.errors import (
+    ExtrapolationWarning,
+    IntegrationWarning,
+    ProfileError,
+    RiskInputError,
+)
+from bayes_va.risk.explain import SOURCES, first_order
+from bayes_va.risk.layer import (
+    POPULATION_QUANTITY,
+    PROFILE_QUANTITY,
+    LogisticLayer,
+    RiskModel,
+)
 from bayes_va.risk.numerics import row_quantiles
 from bayes_va.risk.profiles import (
     COLUMN_LABELS,
@@ -110,10 +143,17 @@ __all__ = [
     "COVARIATES",
     "EXAMPLE_PROFILES",
     "OUTCOMES",
+    "POPULATION_QUANTITY",
+    "PROFILE_QUANTITY",
+    "SOURCES",
+    "Calibration",
     "Coefficients",
+    "CohortDesign",
+    "CopulaSpec",
     "Covariate",
     "EncodedProfiles",
     "ExtrapolationWarning",
+    "IntegrationWarning",
     "LogisticLayer",
     "Marginal",
     "ProfileError",
@@ -123,13 +163,18 @@ __all__ = [
     "RiskModel",
     "TransportPrior",
     "an2021_coefficients",
+    "an2021_copula_spec",
     "an2021_pseudo_cohort",
     "avf_baseline",
     "avf_model",
     "build_model",
     "calibrate_intercept",
+    "copula_spec",
     "describe_profile",
     "encode_profiles",
+    "first_order",
+    "integration_error_curve",
+    "lkj_cholesky",
     "load_risk_config",
     "load_source",
     "pseudo_cohort_from_marginals",

@@ -47,6 +47,7 @@ def build_model(
         "endplate_reading": cfg.endplate_reading,
         "calibration": cfg.calibration,
         "replicates": cfg.replicates or None,
+        "cohort": cfg.cohort,
     }
     if outcome == "recompression":
         return recompression_model(**common, **an)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from bayes_va.config.risk import CohortTable
 from bayes_va.core.rng import stream_rng
 from bayes_va.data.tables import load_table
 from bayes_va.numerics import outcomes
@@ -20,13 +22,14 @@ from bayes_va.risk.baselines import (
     revision_baseline,
     transport_draws,
 )
+from bayes_va.risk.calibration import Calibration, calibrate
 from bayes_va.risk.coefficients import Coefficients, an2021_coefficients
 from bayes_va.risk.cohort import (
+    CohortDesign,
     PseudoCohort,
     _an_table1,
     an2021_cohort_ranges,
     an2021_pseudo_cohort,
-    calibrate_intercept,
 )
 from bayes_va.risk.constants import (
     DEFAULT_DRAWS,
@@ -36,7 +39,8 @@ from bayes_va.risk.constants import (
     STREAM_COEFFICIENTS,
     FloatArray,
 )
-from bayes_va.risk.errors import RiskInputError
+from bayes_va.risk.copula import an2021_copula_spec, describe_copula
+from bayes_va.risk.errors import IntegrationWarning, RiskInputError
 from bayes_va.risk.layer import LogisticLayer, RiskModel
 from bayes_va.risk.profiles import _AN_COVARIATES, _AVF_COVARIATES, COVARIATES
 
@@ -52,28 +56,74 @@ def _an_parts(
     n_draws: int,
     seed: int,
     endplate_reading: Literal["text", "table"],
-    replicates: int | None,
     data_dir: str | Path | None,
-) -> tuple[Coefficients, FloatArray, PseudoCohort, dict[str, tuple[float, float]]]:
+) -> tuple[Coefficients, FloatArray, dict[str, tuple[float, float]]]:
     coefs = an2021_coefficients(endplate_reading, data_dir)
     beta = coefs.draws(n_draws, stream_rng(seed, STREAM_COEFFICIENTS))
-    cohort = an2021_pseudo_cohort(replicates=replicates, seed=seed, data_dir=data_dir)
-    return coefs, beta, cohort, an2021_cohort_ranges(data_dir)
+    return coefs, beta, an2021_cohort_ranges(data_dir)
 
 
-def _alpha(
-    beta: FloatArray, cohort: PseudoCohort, target: FloatArray, calibration: str
-) -> FloatArray:
-    if calibration == "marginal":
-        return calibrate_intercept(beta, cohort, target)
-    if calibration == "mean_profile":
-        return special.logit(target)
-    raise RiskInputError(f"calibration is {calibration!r}; allowed: marginal, mean_profile")
+def _an_calibration(
+    beta: FloatArray,
+    target: FloatArray,
+    *,
+    lam: FloatArray | None,
+    calibration: str,
+    cohort: CohortTable,
+    replicates: int | None,
+    seed: int,
+    data_dir: str | Path | None,
+) -> Calibration:
+    """Calibrate the intercepts over the An cohort built as ``cohort.method`` says."""
+    if calibration not in ("marginal", "mean_profile"):
+        raise RiskInputError(f"calibration is {calibration!r}; allowed: marginal, mean_profile")
+    if cohort.method == "permutation":
+        pc = an2021_pseudo_cohort(replicates=replicates, seed=seed, data_dir=data_dir)
+        return calibrate(
+            CohortDesign.from_cohort(pc),
+            beta=beta,
+            target=target,
+            x_ref=pc.mean,
+            mode=calibration,
+            lam=lam,
+            mcse_fraction=cohort.mcse_fraction,
+            seed=seed,
+        )
+    spec = an2021_copula_spec(cohort, len(target), seed, data_dir)
+    design = spec.design(
+        cohort.points_log2,
+        cohort.replicates,
+        description=describe_copula(spec, cohort.points_log2, cohort.replicates),
+    )
+    return calibrate(
+        design,
+        beta=beta,
+        target=target,
+        x_ref=spec.printed_mean,
+        mode=calibration,
+        lam=lam,
+        mcse_fraction=cohort.mcse_fraction,
+        seed=seed,
+        spec=spec,
+        points_log2=cohort.points_log2,
+    )
 
 
-def _an_defaults(cohort: PseudoCohort) -> dict[str, float]:
-    k = cohort.columns.index("anterior_height_recovery_pct")
-    return {"anterior_height_recovery": round(float(cohort.mean[k]), 2)}
+def _check_integration(outcome: str, cal: Calibration) -> None:
+    info = cal.integration()
+    if info["exceeds"]:
+        warnings.warn(
+            f"{outcome}: the calibrated intercept's integration MCSE ({info['mcse']:.3g}) is "
+            f"{info['ratio']:.2f} of its posterior SD (warning level {info['fraction']:g}); use "
+            "more Sobol' points ([cohort] points_log2) or replicates",
+            IntegrationWarning,
+            stacklevel=3,
+        )
+
+
+def _an_defaults(x_ref: FloatArray, columns: tuple[str, ...]) -> dict[str, float]:
+    k = columns.index("anterior_height_recovery_pct")
+    return {"anterior_height_recovery": round(float(x_ref[k]), 2)}
 
 
 def recompression_model(
@@ -84,6 +134,7 @@ def recompression_model(
     calibration: Literal["marginal", "mean_profile"] = "marginal",
     target_prior: outcomes.BetaPrior = outcomes.JEFFREYS,
     replicates: int | None = None,
+    cohort: CohortTable | None = None,
     data_dir: str | Path | None = None,
 ) -> RiskModel:
     """Build the recompression risk (An 2021) with the baseline calibrated to 82/257.
@@ -99,33 +150,55 @@ def recompression_model(
     target_prior : BetaPrior
         The target is ``pbar ~ Beta(82 + a, 175 + b)`` (default Jeffreys a = b = 1/2).
     replicates : int, optional
-        Copies of the cohort in the pseudo-cohort (default: enough for
+        ``permutation`` cohorts only: copies of the cohort (default: enough for
         :data:`PSEUDO_COHORT_MIN_ROWS` rows; 8 for An's 257 patients).
+    cohort : CohortTable, optional
+        How the calibration cohort is built (default: the copula of
+        :mod:`bayes_va.risk.copula`, ``CohortTable()``).
     data_dir : path, optional
         Data folder (default: the shipped ``data/``).
+
+    Warns
+    -----
+    IntegrationWarning
+        When the intercept's integration MCSE exceeds ``cohort.mcse_fraction`` of its
+        posterior SD.
     """
-    coefs, beta, cohort, ranges = _an_parts(n_draws, seed, endplate_reading, replicates, data_dir)
+    cohort = cohort or CohortTable()
+    coefs, beta, ranges = _an_parts(n_draws, seed, endplate_reading, data_dir)
     groups, _ = _an_table1(data_dir)
     a, b = target_prior.posterior(groups[0], sum(groups))
     target = stream_rng(seed, STREAM_CALIBRATION_TARGET).beta(a, b, n_draws)
-    alpha = _alpha(beta, cohort, target, calibration)
+    cal = _an_calibration(
+        beta,
+        target,
+        lam=None,
+        calibration=calibration,
+        cohort=cohort,
+        replicates=replicates,
+        seed=seed,
+        data_dir=data_dir,
+    )
+    _check_integration("recompression", cal)
     notes = (
         f"effects: An 2021 Table 2, beta ~ Normal(B, SE) independently; endplate reading "
         f"'{endplate_reading}' (no_endplate_contact B = {coefs.mean[3]:+.3f})",
         f"baseline: mean risk over the pseudo-cohort = pbar ~ Beta({a:g}, {b:g}) "
         f"({groups[0]}/{sum(groups)} events, {target_prior.label} prior); calibration "
         f"'{calibration}'",
-        f"reference population: {cohort.description}",
+        f"reference population: {cal.design.description}",
     )
     return RiskModel(
         "recompression",
         _OUTCOME_TEXT["recompression"],
         _AN_COVARIATES,
-        LogisticLayer(coefs.columns, alpha, beta, cohort.mean),
-        _an_defaults(cohort),
+        LogisticLayer(coefs.columns, cal.alpha, beta, cal.x_ref),
+        _an_defaults(cal.x_ref, coefs.columns),
         ranges,
         notes,
         {"baseline": target},
+        cal,
+        "the An 2021 cohort (Table 1; 82 of 257 patients with recompression)",
     )
 
 
@@ -139,6 +212,7 @@ def revision_model(
     endplate_reading: Literal["text", "table"] = "text",
     calibration: Literal["marginal", "mean_profile"] = "marginal",
     replicates: int | None = None,
+    cohort: CohortTable | None = None,
     data_dir: str | Path | None = None,
 ) -> RiskModel:
     """Build the revision risk: pooled revision baseline plus transported recompression effects.
@@ -155,28 +229,47 @@ def revision_model(
         Population mean proportion or a new centre's proportion.
     transport : TransportPrior, optional
         Prior of ``lambda`` (default Beta(2, 2)).
+    cohort : CohortTable, optional
+        How the calibration cohort is built (as :func:`recompression_model`).
+
+    Warns
+    -----
+    IntegrationWarning
+        As :func:`recompression_model`.
     """
     transport = transport or TransportPrior()
-    coefs, beta, cohort, ranges = _an_parts(n_draws, seed, endplate_reading, replicates, data_dir)
+    cohort = cohort or CohortTable()
+    coefs, beta, ranges = _an_parts(n_draws, seed, endplate_reading, data_dir)
     base = revision_baseline(baseline_source, kind=baseline, n_draws=n_draws, seed=seed)
     lam = transport_draws(transport, n_draws, seed)
-    eff = lam[:, None] * beta
-    alpha = _alpha(eff, cohort, base, calibration)
+    cal = _an_calibration(
+        beta,
+        base,
+        lam=lam,
+        calibration=calibration,
+        cohort=cohort,
+        replicates=replicates,
+        seed=seed,
+        data_dir=data_dir,
+    )
+    _check_integration("revision", cal)
     notes = (
         f"baseline: revision {baseline} proportion ({_describe(baseline_source)})",
         f"effects: An 2021 recompression effects transported to revision, {transport}",
-        f"reference population: {cohort.description}; x_ref = its mean "
+        f"reference population: {cal.design.description}; x_ref = Table 1's pooled means "
         f"(calibration '{calibration}')",
     )
     return RiskModel(
         "revision",
         _OUTCOME_TEXT["revision"],
         _AN_COVARIATES,
-        LogisticLayer(coefs.columns, alpha, eff, cohort.mean),
-        _an_defaults(cohort),
+        LogisticLayer(coefs.columns, cal.alpha, cal.effects, cal.x_ref),
+        _an_defaults(cal.x_ref, coefs.columns),
         ranges,
         notes,
         {"baseline": base, "lambda": lam},
+        cal,
+        "a population with the An 2021 cohort's covariate distribution (Table 1)",
     )
 
 
@@ -277,7 +370,14 @@ def avf_model(
         cohort = PseudoCohort(
             columns, np.zeros((1, 4)), np.ones(1), "unbraced patients without intradiscal leakage"
         )
-    alpha = calibrate_intercept(beta, cohort, base)
+    cal = calibrate(
+        CohortDesign.from_cohort(cohort, exact=True),
+        beta=beta,
+        target=base,
+        x_ref=cohort.mean,
+        mode="marginal",
+        seed=seed,
+    )
     notes = (
         f"baseline: AVF {baseline} risk by {horizon_months:g} months "
         f"({_describe(baseline_source)})",
@@ -288,11 +388,13 @@ def avf_model(
         "avf",
         f"{_OUTCOME_TEXT['avf']} by {horizon_months:g} months",
         _AVF_COVARIATES,
-        LogisticLayer(columns, alpha, beta, cohort.mean),
+        LogisticLayer(columns, cal.alpha, beta, cal.x_ref),
         {},
         {},
         notes,
         {"baseline": base},
+        cal,
+        cohort.description,
     )
 
 

@@ -55,6 +55,51 @@ class PseudoCohort:
 
 
 @dataclass(frozen=True)
+class CohortDesign:
+    """The points a calibration integrates over: ``C`` cohort draws x ``R`` replicates x ``M``.
+
+    Posterior draw ``s`` is calibrated over cohort draw ``c(s)``, once per replicate ``r``,
+    with the points ``points[c, r]`` and the shared ``weights``; the spread over replicates is
+    the integration error (:mod:`bayes_va.risk.calibration`).
+
+    Attributes
+    ----------
+    columns : tuple of str
+        Design columns.
+    points : ndarray, shape (C, R, M, K)
+        Coded covariates.
+    weights : ndarray, shape (M,)
+        Non-negative, summing to 1.
+    description : str
+        How it was built.
+    exact : bool
+        The weighted points *are* the population (a discrete composition): no integration
+        error. Otherwise one replicate (``R = 1``) leaves the error unknown (NaN).
+    """
+
+    columns: tuple[str, ...]
+    points: FloatArray
+    weights: FloatArray
+    description: str
+    exact: bool = False
+
+    @classmethod
+    def from_cohort(cls, cohort: PseudoCohort, *, exact: bool = False) -> CohortDesign:
+        """Wrap one :class:`PseudoCohort` (one cohort draw, one replicate)."""
+        return cls(cohort.columns, cohort.X[None, None], cohort.weights, cohort.description, exact)
+
+    @property
+    def n_cohorts(self) -> int:
+        """Number of cohort draws ``C``."""
+        return int(self.points.shape[0])
+
+    @property
+    def n_replicates(self) -> int:
+        """Number of replicates ``R``."""
+        return int(self.points.shape[1])
+
+
+@dataclass(frozen=True)
 class Marginal:
     """One covariate's distribution in each outcome group of a Table-1-style summary.
 
@@ -284,8 +329,30 @@ def calibrate_intercept(
         raise RiskInputError("calibration targets must lie strictly between 0 and 1")
     centre = cohort.mean if x_ref is None else np.asarray(x_ref, dtype=float)
     eta = np.asarray(beta, dtype=float) @ (cohort.X - centre).T  # (S, M)
-    w = cohort.weights
-    goal = special.logit(target)
+    return solve_intercepts(eta, cohort.weights, special.logit(target))
+
+
+def solve_intercepts(eta: FloatArray, w: FloatArray, goal: FloatArray) -> FloatArray:
+    """Solve ``logit(sum_m w_m expit(alpha_i + eta_im)) = goal_i`` for every row ``i``.
+
+    The kernel of :func:`calibrate_intercept` and of the per-draw copula calibration
+    (:mod:`bayes_va.risk.calibration`): safeguarded Newton (the left side increases in
+    ``alpha`` with slope in (0, 1]) inside the bracket ``goal - max eta <= alpha <= goal -
+    min eta``, to :data:`CALIBRATION_TOL`.
+
+    Parameters
+    ----------
+    eta : ndarray, shape (N, M)
+        Linear predictors (without intercept) of the ``M`` points, per row.
+    w : ndarray, shape (M,)
+        Point weights, summing to 1.
+    goal : ndarray, shape (N,)
+        Target mean risk per row, on the logit scale.
+
+    Returns
+    -------
+    ndarray, shape (N,)
+    """
     lo, hi = goal - eta.max(axis=1), goal - eta.min(axis=1)
     alpha = np.clip(goal - eta @ w, lo, hi)
     p, p2 = np.empty_like(eta), np.empty_like(eta)

@@ -37,3 +37,12 @@ STREAM_TRANSPORT = RiskStream.TRANSPORT
 STREAM_BASELINE = RiskStream.BASELINE
 STREAM_PREDICTIVE = RiskStream.PREDICTIVE
 STREAM_AVF_EFFECTS = RiskStream.AVF_EFFECTS
+STREAM_SOBOL = RiskStream.SOBOL
+STREAM_COHORT_DRAWS = RiskStream.COHORT_DRAWS
+STREAM_EXPLAIN = RiskStream.EXPLAIN
+STREAM_PLAIN_MC = RiskStream.PLAIN_MC
+
+#: Scrambled Sobol' coordinates are clipped to [U_EPS, 1 - U_EPS] before the normal quantile.
+U_EPS = 1e-12
+#: Rows x points of one block of the per-draw calibration (bounds memory at ~50 MB).
+CALIBRATION_BLOCK = 2_000_000

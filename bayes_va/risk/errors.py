@@ -15,3 +15,7 @@ class RiskInputError(BayesVAError, ValueError):
 
 class ExtrapolationWarning(UserWarning):
     """A profile lies outside the covariate range the source cohort covered."""
+
+
+class IntegrationWarning(UserWarning):
+    """The calibration's integration error is a large fraction of the posterior SD."""

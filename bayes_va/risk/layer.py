@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +13,10 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
+from bayes_va.risk.calibration import Calibration
 from bayes_va.risk.constants import CI_PROB, SUMMARY_CHUNK, FloatArray
-from bayes_va.risk.errors import RiskInputError
+from bayes_va.risk.errors import IntegrationWarning, RiskInputError
+from bayes_va.risk.explain import Explainer, build_explainer, decompose
 from bayes_va.risk.numerics import _expit_into, row_quantiles
 from bayes_va.risk.profiles import (
     _COVARIATE_OF_COLUMN,
@@ -56,6 +60,11 @@ class LogisticLayer:
         return out
 
 
+#: What each kind of number is, in every output (CLI text, CSV ``quantity`` column, JSON).
+PROFILE_QUANTITY = "risk at this profile"
+POPULATION_QUANTITY = "population-average risk"
+
+
 def _draw_summary(values: FloatArray, ci_prob: float) -> dict[str, float]:
     a = (1.0 - ci_prob) / 2.0
     lo, med, hi = np.quantile(values, [a, 0.5, 1.0 - a])
@@ -87,6 +96,11 @@ class RiskModel:
         Where each term came from (baseline, calibration, reference, transport).
     components : dict
         Named draws behind the layer (``baseline``, ``lambda``, ...), shape (S,).
+    calibration : Calibration, optional
+        How the intercepts were calibrated: the integration error and the variance split
+        (:meth:`integration`, :meth:`explain`) need it.
+    reference_population : str
+        The population whose average risk is the baseline (:meth:`population_risk`).
     """
 
     outcome: str
@@ -97,6 +111,8 @@ class RiskModel:
     cohort_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     components: dict[str, FloatArray] = field(default_factory=dict, repr=False)
+    calibration: Calibration | None = field(default=None, repr=False, compare=False)
+    reference_population: str = ""
 
     @property
     def n_draws(self) -> int:
@@ -164,8 +180,17 @@ class RiskModel:
             ``upper`` (equal-tailed ``ci_prob`` interval), ``mean`` (posterior mean =
             predictive probability), ``p_above_threshold``, ``per_1000`` (expected events per
             1,000 such patients, 1000 x mean) with ``per_1000_lower``/``upper`` (1000 x the
-            interval) and ``extrapolated``; ``attrs`` hold ``threshold``, ``ci_prob`` and the
-            ignored and defaulted inputs.
+            interval), ``extrapolated``, ``quantity`` (:data:`PROFILE_QUANTITY`: every number
+            is a risk at the given profile, not a population average), ``integration_mcse``
+            (the calibration's integration MCSE on the risk scale at the median, ``median (1 -
+            median)`` x the intercept's RMS MCSE) and ``integration_ratio`` (that over the
+            posterior SD of the risk); ``attrs`` hold ``threshold``, ``ci_prob``, the ignored
+            and defaulted inputs and ``integration`` (:meth:`integration`).
+
+        Warns
+        -----
+        IntegrationWarning
+            When a profile's ``integration_ratio`` exceeds the config's ``mcse_fraction``.
         """
         if not 0.0 < threshold < 1.0:
             raise RiskInputError(f"threshold must lie in (0, 1), got {threshold}")
@@ -175,11 +200,12 @@ class RiskModel:
         parts = []
         for start in range(0, len(enc.ids), SUMMARY_CHUNK):
             eta = self.layer.logit_by_patient(enc.X[start : start + SUMMARY_CHUNK])
-            above = (eta > cut).mean(axis=1)
+            above = np.count_nonzero(eta > cut, axis=1) / eta.shape[1]
             r = _expit_into(eta)
             mean = r.mean(axis=1)
+            sd = np.sqrt(np.maximum(np.einsum("ij,ij->i", r, r) / r.shape[1] - mean**2, 0.0))
             q = row_quantiles(r, [a, 0.5, 1.0 - a])
-            parts.append(np.column_stack([q[1], q[0], q[2], mean, above]))
+            parts.append(np.column_stack([q[1], q[0], q[2], mean, above, sd]))
         s = np.vstack(parts)
         out = pd.DataFrame({"id": list(enc.ids)})
         for name in self.used:
@@ -189,9 +215,95 @@ class RiskModel:
         out["per_1000"] = 1000.0 * s[:, 3]
         out["per_1000_lower"], out["per_1000_upper"] = 1000.0 * s[:, 1], 1000.0 * s[:, 2]
         out["extrapolated"] = enc.extrapolated
+        out["quantity"] = PROFILE_QUANTITY
+        integ = self.integration()
+        mcse = integ["mcse"] if integ is not None else math.nan
+        out["integration_mcse"] = s[:, 0] * (1.0 - s[:, 0]) * mcse
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["integration_ratio"] = np.where(
+                s[:, 5] > 0, out["integration_mcse"] / s[:, 5], 0.0
+            )
         out.attrs.update(
-            threshold=threshold, ci_prob=ci_prob, ignored=enc.ignored, defaulted=enc.defaulted
+            threshold=threshold,
+            ci_prob=ci_prob,
+            ignored=enc.ignored,
+            defaulted=enc.defaulted,
+            integration=integ,
         )
+        if integ is not None and warn:
+            worst = float(np.nanmax(out["integration_ratio"].to_numpy()))
+            if worst > integ["fraction"]:
+                warnings.warn(
+                    f"{self.outcome}: the calibration's integration MCSE reaches {worst:.2f} of "
+                    f"a profile's posterior SD (warning level {integ['fraction']:g}); use more "
+                    "Sobol' points ([cohort] points_log2) or replicates",
+                    IntegrationWarning,
+                    stacklevel=2,
+                )
+        return out
+
+    def integration(self) -> dict[str, Any] | None:
+        """Return the intercept's integration error (:meth:`Calibration.integration`).
+
+        None for a model built without a :class:`Calibration`.
+        """
+        return None if self.calibration is None else self.calibration.integration()
+
+    def population_risk(self, ci_prob: float = CI_PROB) -> dict[str, Any]:
+        """Summarise the population-average risk: the mean risk over the reference population.
+
+        This is the calibration target (the baseline draws), not the risk of any profile.
+
+        Returns
+        -------
+        dict
+            ``quantity`` (:data:`POPULATION_QUANTITY`), ``population`` (in words),
+            ``median``, ``lower``, ``upper`` and ``mean``.
+        """
+        base = self.components["baseline"]
+        return {
+            "quantity": POPULATION_QUANTITY,
+            "population": self.reference_population,
+            **_draw_summary(base, ci_prob),
+            "mean": float(base.mean()),
+        }
+
+    @functools.cached_property
+    def explainer(self) -> Explainer:
+        """The pick-freeze designs of the variance split (built once, on first use).
+
+        Raises
+        ------
+        RiskInputError
+            For a model built without a :class:`Calibration`.
+        """
+        if self.calibration is None:
+            raise RiskInputError(f"this {self.outcome} model keeps no calibration to explain")
+        return build_explainer(self.calibration)
+
+    def explain(self, profiles: Any, *, warn: bool = True) -> pd.DataFrame:
+        """Split each profile's risk variance over its sources (logit and risk scale).
+
+        See :mod:`bayes_va.risk.explain`: first-order (pick-freeze) variances of the pooled
+        baseline, the published log odds ratios, the transport factor, the calibration
+        cohort's distribution, the numerical integration, and the remainder (interactions).
+
+        Parameters
+        ----------
+        profiles : mapping, list of mappings or DataFrame
+            See :func:`encode_profiles`.
+        warn : bool, optional
+            Warn (:class:`ExtrapolationWarning`) about values outside the cohort's range.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Long table (:func:`~bayes_va.risk.explain.decompose`) with a ``quantity`` column
+            (:data:`PROFILE_QUANTITY`).
+        """
+        enc = self.encode(profiles, warn=warn)
+        out = decompose(self.explainer, enc.X, enc.ids)
+        out["quantity"] = PROFILE_QUANTITY
         return out
 
     def effects(self, ci_prob: float = CI_PROB) -> pd.DataFrame:

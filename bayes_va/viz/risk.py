@@ -1,6 +1,7 @@
 """Figures of the risk layer (matplotlib object API, no pyplot).
 
-Risk distributions, risk against a covariate, effect forest plots.
+Risk distributions, risk against a covariate, effect forest plots, and the calibration's
+integration error against the number of points.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+from bayes_va.risk.calibration import integration_error_curve
 from bayes_va.risk.constants import CI_PROB
 from bayes_va.risk.layer import RiskModel
 from bayes_va.risk.profiles import COLUMN_LABELS, COVARIATES, EXAMPLE_PROFILES
@@ -19,7 +21,10 @@ from bayes_va.viz.figure import save_figure, subplots
 
 
 def _figure(width: float = 7.0, height: float = 4.2) -> Any:
-    return subplots(figsize=(width, height))[0]
+    """Return an empty figure: each caller adds its own axes (``fig.subplots``)."""
+    fig, ax = subplots(figsize=(width, height))
+    ax.remove()  # subplots() adds one; left in place it showed as a blank frame behind the plot
+    return fig
 
 
 def _percent_axis(axis: Any) -> None:
@@ -63,7 +68,7 @@ def figure_risk_distributions(
         ax.set_xscale("log")
         _percent_axis(ax.xaxis)
         ax.set_title(model.description, fontsize=8, wrap=True)
-        ax.set_xlabel(f"{label} risk", fontsize=8)
+        ax.set_xlabel(f"{label} risk at each profile", fontsize=8)
         ax.set_ylabel("share of draws", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
@@ -127,6 +132,44 @@ def figure_effects(model: RiskModel, *, ci_prob: float = CI_PROB) -> Any:
     return fig
 
 
+def figure_integration_error(model: RiskModel, curve: Sequence[Mapping[str, Any]]) -> Any:
+    """Integration MCSE of the intercept against points per replicate (log-log).
+
+    ``curve`` is :func:`~bayes_va.risk.calibration.integration_error_curve`: scrambled
+    Sobol' points and plain Monte Carlo, with a ``1/sqrt(n)`` guide through the plain MC's
+    first point, the model's setting marked, and the warning level (``mcse_fraction`` x the
+    intercept's posterior SD) as a dashed line.
+    """
+    assert model.calibration is not None
+    info = model.calibration.integration()
+    fig = _figure(6.0, 4.0)
+    ax = fig.subplots()
+    for method, label, style in (
+        ("sobol", "scrambled Sobol' (RQMC)", "o-"),
+        ("plain", "plain Monte Carlo", "s--"),
+    ):
+        rows = [r for r in curve if r["method"] == method]
+        ax.plot([r["points"] for r in rows], [r["mcse"] for r in rows], style, label=label)
+    plain = [r for r in curve if r["method"] == "plain"]
+    n = np.array([r["points"] for r in plain])
+    ax.plot(n, plain[0]["mcse"] * np.sqrt(n[0] / n), ":", color="grey", label="1/sqrt(n)")
+    ax.axhline(
+        info["fraction"] * info["posterior_sd"],
+        color="k",
+        lw=0.8,
+        ls="--",
+        label=f"warning level ({info['fraction']:g} x posterior SD)",
+    )
+    ax.axvline(info["points"], color="C2", lw=0.8, label=f"used: {info['points']} points")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"points per replicate (all outcome groups), {info['replicates']} replicates")
+    ax.set_ylabel("MCSE of the calibrated intercept (logit)")
+    ax.set_title(f"{model.outcome}: integration error of the calibration", fontsize=8)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def write_figures(
     folder: str | Path,
     models: Mapping[str, RiskModel],
@@ -137,7 +180,8 @@ def write_figures(
     """Write the risk figures as PNG files into ``folder``; returns their paths.
 
     ``risk_distributions.png`` (every model, every profile), ``risk_vs_cement_volume_<m>.png``
-    (typical profile, 1-8 ml, for models that use cement volume) and ``effects_<m>.png``.
+    (typical profile, 1-8 ml, for models that use cement volume), ``effects_<m>.png`` and, for
+    models calibrated over a copula cohort, ``integration_error_<m>.png``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,6 +192,11 @@ def write_figures(
         if "cement_volume" in model.used:
             figs[f"risk_vs_cement_volume_{label}"] = figure_risk_vs_covariate(model, middle)
         figs[f"effects_{label}"] = figure_effects(model)
+        cal = model.calibration
+        if cal is not None and cal.spec is not None and cal.mode == "marginal":
+            figs[f"integration_error_{label}"] = figure_integration_error(
+                model, integration_error_curve(cal)
+            )
     paths = []
     for name, fig in figs.items():
         paths += save_figure(fig, folder / f"{name}.png")

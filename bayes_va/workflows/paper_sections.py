@@ -25,6 +25,8 @@ from bayes_va.fitting.results import FitResult
 from bayes_va.numerics.outcomes import avf_contrasts, contrast_table, gaughen_table
 from bayes_va.risk import (
     EXAMPLE_PROFILES,
+    PROFILE_QUANTITY,
+    SOURCES,
     RiskModel,
     TransportPrior,
     avf_model,
@@ -381,6 +383,7 @@ def risk_section(
                     {
                         "outcome": outcome,
                         "profile": r["id"],
+                        "quantity": PROFILE_QUANTITY,
                         **s,
                         "p_above": r["p_above_threshold"],
                         "per_1000": r["per_1000"],
@@ -390,6 +393,15 @@ def risk_section(
                     }
                 )
         write_figures(figures / "risk", models, EXAMPLE_PROFILES, threshold=threshold)
+        decomposition = risk_decomposition(models, profiles)
+    population = [
+        {
+            "outcome": outcome,
+            **(pop := m.population_risk()),
+            "fmt": interval(pop),
+        }
+        for outcome, m in models.items()
+    ]
     contrasts = []
     for c in contrast_table(avf_contrasts()).to_dict(orient="records"):
         c = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in c.items()}
@@ -414,9 +426,69 @@ def risk_section(
             for k, t in profile_text.items()
         ],
         "rows": rows,
+        "population": population,
+        "decomposition": decomposition,
         "outcomes": list(models),
         "contrasts": contrasts,
         "gaughen": gaughen,
+    }
+
+
+#: Columns of the paper's variance-split table, in order (keys of ``bayes_va.risk.SOURCES``).
+DECOMPOSITION_SOURCES = ("baseline", "effects", "transport", "cohort", "integration", "remainder")
+
+
+def risk_decomposition(
+    models: Mapping[str, RiskModel], profiles: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Split each example profile's risk variance over its sources, for ``results.json``.
+
+    Parameters
+    ----------
+    models : mapping
+        Outcome → risk model (:func:`paper_risk_models`).
+    profiles : sequence of mapping
+        Profiles with an ``id`` (the paper's examples).
+
+    Returns
+    -------
+    dict
+        ``correlation`` (the copula's correlation prior in words), ``sources`` (key →
+        words), ``rows``: per outcome and profile the ``logit`` and
+        ``risk`` shares of each source (absent sources 0), the total variances, and ``fmt``
+        (risk-scale shares as whole percentages, "–" for a source the outcome does not have).
+    """
+    rows = []
+    for outcome, m in models.items():
+        if m.calibration is None:
+            continue
+        table = m.explain(list(profiles), warn=False)
+        for pid, part in table.groupby("id", sort=False):
+            by = part.set_index(["scale", "source"])
+            row: dict[str, Any] = {
+                "outcome": outcome,
+                "profile": pid,
+                "quantity": PROFILE_QUANTITY,
+            }
+            fmt = {}
+            for scale in ("logit", "risk"):
+                shares = {
+                    src: float(by.loc[(scale, src), "share"]) if (scale, src) in by.index else 0.0
+                    for src in DECOMPOSITION_SOURCES
+                }
+                row[scale] = {**shares, "total": float(by.loc[(scale, "total"), "variance"])}
+            for src in DECOMPOSITION_SOURCES:
+                present = ("risk", src) in by.index
+                text = f"{100 * row['risk'][src]:.0f} %".replace("-0 %", "0 %")
+                fmt[src] = text if present else "–"
+            row["fmt"] = fmt
+            rows.append(row)
+    specs = [m.calibration.spec for m in models.values() if m.calibration is not None]
+    correlation = next((s.correlation for s in specs if s is not None), "none")
+    return {
+        "sources": {k: SOURCES[k] for k in DECOMPOSITION_SOURCES},
+        "rows": rows,
+        "correlation": correlation,
     }
 
 
