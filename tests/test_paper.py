@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bayes_va.workflows.paper import build_paper
+from bayes_va.workflows.paper_plan import build_key, current_build
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "paper"
@@ -84,7 +85,7 @@ def _mini_project(tmp: Path) -> Path:
 
 
 @pytest.mark.sampling
-def test_two_clean_builds_write_byte_identical_results_json(tmp_path):
+def test_two_clean_builds_write_byte_identical_results_json(tmp_path, capsys):
     a = _mini_project(tmp_path / "a")
     b = _mini_project(tmp_path / "b")
     assert build_paper(clean=True, root=a, compile_pdf=False) == 0
@@ -95,8 +96,24 @@ def test_two_clean_builds_write_byte_identical_results_json(tmp_path):
     assert b"seconds" not in ra  # wall times live in timings.json
     assert (a / "paper" / "build" / "timings.json").exists()
     assert (a / "paper" / "build" / "figures" / "forest.svg").exists()
-    # an unchanged rebuild takes every fit from the cache
+    # nothing changed: the last build is current, and nothing runs
+    timings = a / "paper" / "build" / "timings.json"
+    stamp = timings.stat().st_mtime_ns
+    capsys.readouterr()
     assert build_paper(root=a, compile_pdf=False) == 0
+    assert "up to date" in capsys.readouterr().err
+    assert timings.stat().st_mtime_ns == stamp
+    # a PDF was never built: asking for one builds
+    key = build_key(a)
+    assert current_build(a, key, pdf=True) is None and current_build(a, key, pdf=False) == 0
+    # any input changed (here a comment in analyses.toml): the analyses run again, every fit
+    # from the cache, and give the same results.json
+    analyses = a / "paper" / "analyses.toml"
+    analyses.write_text(analyses.read_text() + "# a comment\n")
+    assert current_build(a, build_key(a), pdf=False) is None
+    assert build_paper(root=a, compile_pdf=False) == 0
+    assert "up to date" not in capsys.readouterr().err
+    assert timings.stat().st_mtime_ns != stamp
     assert (a / "paper" / "build" / "results.json").read_bytes() == ra
 
 

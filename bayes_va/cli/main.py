@@ -165,9 +165,23 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
 def _cmd_paper(args: argparse.Namespace) -> int:
     # lazy: a subcommand imports its layers only when it runs (`--help` stays fast)
+    import time
+
+    from bayes_va.config.model import find_root
+    from bayes_va.workflows.paper_plan import build_key, current_build, up_to_date_message
+
+    t0 = time.perf_counter()
+    root = find_root(Path.cwd().resolve())
+    key = build_key(root)
+    # before importing the sampler, ArviZ and matplotlib: an unchanged build answers at once
+    if not args.clean and (code := current_build(root, key)) is not None:
+        print(up_to_date_message(time.perf_counter() - t0), file=sys.stderr)
+        return code
+    # lazy: the analyses' layers only when something must be rebuilt
     from bayes_va.workflows.paper import build_paper
 
-    return build_paper(clean=args.clean, workers=1 if args.serial else args.workers)
+    workers = 1 if args.serial else args.workers
+    return build_paper(clean=args.clean, root=root, workers=workers, inputs_key=key)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bayes_va.config.model import Config
 from bayes_va.data.dataset import build_dataset
 from bayes_va.fitting.provenance import package_versions
-from bayes_va.fitting.results import FitResult, load_result
-from bayes_va.fitting.run import fit
+
+if TYPE_CHECKING:
+    from bayes_va.fitting.results import FitResult
 
 #: Modules whose code can change a fit's numbers (figures, reports and the CLI cannot).
 FIT_MODULES = (
@@ -74,6 +76,10 @@ def cached_fit(cfg: Config, cache_dir: str | Path, refresh: bool = False) -> tup
     hit : bool
         Whether the result came from the cache.
     """
+    # lazy: fit_key alone (bayes-va paper's up-to-date check) must not import the sampler
+    from bayes_va.fitting.results import load_result
+    from bayes_va.fitting.run import fit
+
     folder = Path(cache_dir) / f"{cfg.name}-{fit_key(cfg)}"
     if not refresh and (folder / "estimates.json").exists():
         return load_result(folder), True

@@ -9,7 +9,6 @@ times go to ``paper/build/timings.json``.
 
 from __future__ import annotations
 
-import glob
 import shutil
 import sys
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_va.config.model import Config, find_root, load_config
-from bayes_va.config.paper import PaperConfig, PaperOutcome, load_paper_config
+from bayes_va.config.paper import PaperConfig, PaperOutcome
 from bayes_va.core import atomic
 from bayes_va.fitting.cache import cached_fit, fit_key
 from bayes_va.fitting.diagnostics import CHECKED_VARS
@@ -35,6 +34,15 @@ from bayes_va.fitting.results import FitResult
 from bayes_va.viz.plots import followup_curve, forest, plot_sensitivity, subgroups
 from bayes_va.workflows.executor import ClusterSpec, dask_map, default_workers
 from bayes_va.workflows.paper_layout import short_pages
+from bayes_va.workflows.paper_plan import (
+    build_key,
+    current_build,
+    expand,
+    load_analyses,
+    planned_configs,
+    record_build,
+    up_to_date_message,
+)
 from bayes_va.workflows.paper_sections import (
     avf_section,
     compare_section,
@@ -55,21 +63,6 @@ from bayes_va.workflows.sensitivity import plan, row
 # ----------------------------------------------------------------------------- analyses
 
 
-def load_analyses(path: Path) -> PaperConfig:
-    """Read and check ``paper/analyses.toml`` (:class:`~bayes_va.config.paper.PaperConfig`)."""
-    return load_paper_config(path)
-
-
-def _expand(root: Path, patterns: Sequence[str]) -> list[Path]:
-    out: list[Path] = []
-    for pat in patterns:
-        hits = sorted(Path(p) for p in glob.glob(str(root / pat)))
-        if not hits:
-            raise FileNotFoundError(f"paper/analyses.toml: {pat!r} matches no file")
-        out.extend(hits)
-    return out
-
-
 class _Runner:
     """Fits configs through the cache and keeps the wall times."""
 
@@ -87,32 +80,12 @@ class _Runner:
             return result
         self.timings[cfg.name] = {"seconds": time.perf_counter() - t0, "cached": hit}
         if not hit and self.prefitted:
-            # the parallel pass fits what _planned_configs lists; a miss here means the list
+            # the parallel pass fits what planned_configs lists; a miss here means the list
             # and this build have drifted apart (still correct, only serial for this fit)
             warnings.warn(f"{cfg.name} was not in the parallel plan", stacklevel=2)
         status = "cached" if hit else f"fitted in {time.perf_counter() - t0:.1f} s"
         print(f"  {cfg.name}: {status}", file=sys.stderr, flush=True)
         return result
-
-
-def _planned_configs(root: Path, spec: PaperConfig) -> list[Config]:
-    """List every config :func:`build_paper` fits, in its order, each fit once."""
-    base_cfg = load_config(root / spec.base)
-    scen = plan(_expand(root, spec.sensitivity), root / spec.base, spec.leave_one_out)
-    cfgs = [base_cfg] + [s.config for s in scen if s.kind != "base"]
-    cfgs += [load_config(p) for p in _expand(root, spec.subgroups)]
-    cfgs += [load_config(p) for p in _expand(root, spec.avf)]
-    for o in spec.outcomes:
-        cfgs.append(load_config(root / o.config))
-        cfgs += [load_config(p) for p in _expand(root, o.sensitivity)]
-    cfgs += [load_config(p) for p in _expand(root, spec.compare.models)]
-    out: list[Config] = []
-    seen: set[str] = set()
-    for c in cfgs:
-        if (k := f"{c.name}-{fit_key(c)}") not in seen:
-            seen.add(k)
-            out.append(c)
-    return out
 
 
 def _fit_into_cache(item: tuple[Config, str, bool]) -> float:
@@ -151,7 +124,7 @@ def prefit_parallel(
     """
     todo = [
         c
-        for c in _planned_configs(root, spec)
+        for c in planned_configs(root, spec)
         if refresh or not (cache_dir / f"{c.name}-{fit_key(c)}" / "estimates.json").exists()
     ]
     if len(todo) < 2:  # one fit: starting a cluster costs more than it saves
@@ -193,7 +166,7 @@ def outcomes_sections(
     out = []
     for o in outcomes:
         main = fit(load_config(root / o.config))
-        sens = [fit(load_config(p)) for p in _expand(root, o.sensitivity)]
+        sens = [fit(load_config(p)) for p in expand(root, o.sensitivity)]
         name = f"outcome_{o.key}.svg"
         sec = outcome_section(o.key, o.title, main, sens, figure=None)
         if figures is not None:
@@ -338,6 +311,7 @@ def build_paper(
     root: str | Path | None = None,
     compile_pdf: bool = True,
     workers: int | None = None,
+    inputs_key: str | None = None,
 ) -> int:
     """Run the analyses of ``paper/analyses.toml`` and build ``paper/build/paper.pdf``.
 
@@ -353,6 +327,9 @@ def build_paper(
         Fit the configs missing from the cache on a local dask cluster of this many
         single-threaded workers first (default: one per core); 1 fits them one after another
         in this process. Either way ``results.json`` is the same, byte for byte.
+    inputs_key : str, optional
+        :func:`~bayes_va.workflows.paper_plan.build_key` of the project, when the caller has
+        computed it already (the CLI, which checks before importing this module).
 
     Returns
     -------
@@ -364,6 +341,11 @@ def build_paper(
     root = Path(root) if root else find_root(Path.cwd().resolve())
     paper_dir = root / "paper"
     build = paper_dir / "build"
+    key = inputs_key or build_key(root)
+    if not clean and (code := current_build(root, key, compile_pdf)) is not None:
+        print(up_to_date_message(time.perf_counter() - t_start), file=sys.stderr)
+        return code
+    (build / "build.json").unlink(missing_ok=True)  # a build cut short must not look current
     figures = build / "figures"
     if clean and build.exists():
         shutil.rmtree(build)
@@ -380,15 +362,15 @@ def build_paper(
     base_cfg = load_config(root / spec.base)
     base = runner.fit(base_cfg)
 
-    sens_paths = _expand(root, spec.sensitivity)
+    sens_paths = expand(root, spec.sensitivity)
     scen = plan(sens_paths, root / spec.base, spec.leave_one_out)
     # the config file behind each fit, for the captions and the appendix (provenance)
     config_of = {base_cfg.name: spec.base}
     config_of |= {load_config(q).name: _rel(root, q) for q in sens_paths}
     config_of |= {s.name: f"{spec.base} (leave-one-out)" for s in scen if s.kind == "leave-one-out"}
-    config_of |= {load_config(q).name: _rel(root, q) for q in _expand(root, spec.subgroups)}
-    config_of |= {load_config(q).name: _rel(root, q) for q in _expand(root, spec.avf)}
-    config_of |= {load_config(q).name: _rel(root, q) for q in _expand(root, spec.compare.models)}
+    config_of |= {load_config(q).name: _rel(root, q) for q in expand(root, spec.subgroups)}
+    config_of |= {load_config(q).name: _rel(root, q) for q in expand(root, spec.avf)}
+    config_of |= {load_config(q).name: _rel(root, q) for q in expand(root, spec.compare.models)}
     sens_results: dict[str, FitResult] = {}
     sens_rows = []
     for s in scen:
@@ -398,9 +380,9 @@ def build_paper(
 
     sens_table = pd.DataFrame(sens_rows)
     sub_results = {
-        load_config(p).name: runner.fit(load_config(p)) for p in _expand(root, spec.subgroups)
+        load_config(p).name: runner.fit(load_config(p)) for p in expand(root, spec.subgroups)
     }
-    avf_results = [runner.fit(load_config(p)) for p in _expand(root, spec.avf)]
+    avf_results = [runner.fit(load_config(p)) for p in expand(root, spec.avf)]
     horizons = list(spec.avf_horizons_months)
 
     # ---- figures
@@ -418,10 +400,10 @@ def build_paper(
     outcomes = outcomes_sections(root, spec.outcomes, runner.fit, figures)
     for o in spec.outcomes:
         config_of[load_config(root / o.config).name] = o.config
-        config_of |= {load_config(q).name: _rel(root, q) for q in _expand(root, o.sensitivity)}
+        config_of |= {load_config(q).name: _rel(root, q) for q in expand(root, o.sensitivity)}
 
     compare_fits = []
-    for p in _expand(root, spec.compare.models):
+    for p in expand(root, spec.compare.models):
         cfg = load_config(p)
         compare_fits.append(base if cfg.name == base_cfg.name else runner.fit(cfg))
     comparison = compare_section(compare_fits, figures) if compare_fits else None
@@ -553,7 +535,9 @@ def build_paper(
             file=sys.stderr,
         )
         if not check_layout(build / "paper.pdf"):
+            record_build(root, key, 1, compile_pdf)
             return 1
+    record_build(root, key, 0, compile_pdf)
     print(
         f"bayes-va paper: done in {time.perf_counter() - t_start:.1f} s "
         f"({sum(not t['cached'] for t in runner.timings.values())} fits run, "
