@@ -57,11 +57,16 @@ def project(tmp: Path, name: str, mini: bool) -> Path:
 
 def build(root: Path, mini: bool, clean: bool = False, workers: int | None = None) -> float:
     """Time one build in a fresh interpreter (imports included, as for ``bayes-va paper``)."""
-    code = (
-        "import sys; from bayes_va.workflows.paper import build_paper; "
-        f"sys.exit(build_paper(clean={clean}, root={str(root)!r}, "
-        f"compile_pdf={not mini}, workers={workers}))"
-    )
+    if mini:  # no PDF: the API (the CLI always builds one)
+        code = (
+            "import sys; from bayes_va.workflows.paper import build_paper; "
+            f"sys.exit(build_paper(clean={clean}, root={str(root)!r}, "
+            f"compile_pdf=False, workers={workers}))"
+        )
+    else:  # what `bayes-va paper` runs, including its up-to-date check before the imports
+        args = ["paper"] + (["--clean"] if clean else [])
+        args += [] if workers is None else ["--workers", str(workers)]
+        code = f"import sys; from bayes_va.cli.main import main; sys.exit(main({args!r}))"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     wall = time.perf_counter() - t0

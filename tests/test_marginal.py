@@ -8,6 +8,7 @@ against a refined trapezoid rule to 1e-9, see tests/test_exact.py) and
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from margins import assert_converged
@@ -154,6 +155,22 @@ def test_theta_draws_are_reproducible_and_seeded():
     a = draw_theta([1, 2, 3], [50, 60, 70], eta, tau, seed=seed(1))
     assert np.array_equal(a, draw_theta([1, 2, 3], [50, 60, 70], eta, tau, seed=seed(1)))
     assert not np.array_equal(a, draw_theta([1, 2, 3], [50, 60, 70], eta, tau, seed=seed(2)))
+
+
+def test_draws_and_log_likelihood_do_not_depend_on_the_number_of_threads(monkeypatch):
+    # the kernels run their draws in parallel; each element's arithmetic and random stream are
+    # its own, so one thread and every thread give the same bytes
+    rng = np.random.default_rng(seed(5))
+    n = rng.integers(20, 5000, 40)
+    y = rng.binomial(n, 0.05)
+    eta = rng.normal(-3.0, 0.3, (301, 40))
+    tau = rng.uniform(0.2, 1.5, 301)
+    out = {}
+    for cores in ("1", str(max(2, numba.config.NUMBA_NUM_THREADS))):
+        monkeypatch.setenv("BAYES_VA_SAMPLER_CORES", cores)
+        out[cores] = (draw_theta(y, n, eta, tau, seed=seed(3)), log_marginal(y, n, eta, tau))
+    (a_draw, a_ll), (b_draw, b_ll) = out.values()
+    assert a_draw.tobytes() == b_draw.tobytes() and a_ll.tobytes() == b_ll.tobytes()
 
 
 @pytest.fixture(scope="module")

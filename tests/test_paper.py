@@ -115,6 +115,11 @@ def test_two_clean_builds_write_byte_identical_results_json(tmp_path, capsys):
     assert "up to date" not in capsys.readouterr().err
     assert timings.stat().st_mtime_ns != stamp
     assert (a / "paper" / "build" / "results.json").read_bytes() == ra
+    # the risk layer's inputs did not change: its outputs came from the cache, and a build that
+    # computed them afresh (b) wrote the same
+    assert len(list((a / "results" / "cache").glob("paper-risk-*"))) == 1
+    for f in ("risk.html", "figures/risk/risk_distributions.png"):
+        assert (a / "paper" / "build" / f).read_bytes() == (b / "paper" / "build" / f).read_bytes()
 
 
 @pytest.mark.sampling

@@ -273,7 +273,19 @@ def read_table(
         raise DataValidationError([Problem(str(path), None, None, "file not found")]) from None
     except UnicodeDecodeError as exc:
         raise DataValidationError([Problem(str(path), None, None, f"not UTF-8: {exc}")]) from None
-    return parse_table(text, schema, file=str(path))
+    # A paper build reads the same few tables hundreds of times (each fit's cache key builds
+    # its data set) and parsing is what costs: keep parsed frames by file, schema and content
+    # (a changed file is a new key); callers get a copy, so the kept frame cannot be altered.
+    key = (str(path), repr(schema), hashlib.sha256(text.encode()).hexdigest())
+    if (frame := _PARSED.get(key)) is None:
+        frame = parse_table(text, schema, file=str(path))
+        if len(_PARSED) >= 128:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = frame
+    return frame.copy()
+
+
+_PARSED: dict[tuple[str, str, str], pd.DataFrame] = {}
 
 
 def load_table(name: str, data_dir: str | os.PathLike[str] | None = None) -> pd.DataFrame:

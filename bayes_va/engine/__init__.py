@@ -17,13 +17,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir"]
+__all__ = ["cache_dir", "sampler_cores"]
 
 
 def cache_dir() -> Path:
     """Where compiled artefacts persist (``BAYES_VA_CACHE`` or ``~/.cache/bayes_va``)."""
     root = os.environ.get("BAYES_VA_CACHE") or Path.home() / ".cache" / "bayes_va"
     return Path(root)
+
+
+def sampler_cores() -> int:
+    """Threads one fit may use (chains, Numba loops): ``BAYES_VA_SAMPLER_CORES`` or every core.
+
+    The dask executor sets it to 1 in its workers (one single-threaded worker per core), so
+    that parallel fits do not oversubscribe the machine.
+    """
+    value = os.environ.get("BAYES_VA_SAMPLER_CORES")
+    return max(1, int(value)) if value else os.cpu_count() or 1
 
 
 def _configure_compile_cache() -> None:

@@ -40,6 +40,8 @@ from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op, OutputStorageType
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 
+from bayes_va.engine import sampler_cores
+
 __all__ = [
     "N_NODES",
     "MarginalLogLik",
@@ -274,7 +276,10 @@ def _marginal_kernel(
     return ll, g_eta, g_tau
 
 
-@numba.njit(cache=True, fastmath=False)
+# parallel=True: draws are independent and each element's arithmetic is the serial one, so
+# the values do not depend on the number of threads (tests/test_marginal.py); at k = 10,000
+# this is 40 million quadratures.
+@numba.njit(cache=True, fastmath=False, parallel=True)
 def _marginal_values(
     y: np.ndarray,
     n: np.ndarray,
@@ -289,11 +294,11 @@ def _marginal_values(
     s_count, k = eta.shape
     out = np.empty((s_count, k))
     coef = np.empty(k)
-    h = np.empty(x.shape[1])
-    dh = np.empty(x.shape[1])
     for i in range(k):
         coef[i] = _log_binom_coef(float(y[i]), float(n[i]))
-    for s in range(s_count):
+    for s in numba.prange(s_count):
+        h = np.empty(x.shape[1])  # scratch per draw: private to the thread running it
+        dh = np.empty(x.shape[1])
         for i in range(k):
             yi, ni = float(y[i]), float(n[i])
             r = rule[i]
@@ -463,6 +468,12 @@ def marginal_loglik(
     return out
 
 
+def _use_threads() -> None:
+    """Let the parallel kernels use the fit's cores (one in a dask worker), no more."""
+    most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at import
+    numba.set_num_threads(min(most, sampler_cores()))
+
+
 def log_marginal(
     y: np.ndarray,
     n: np.ndarray,
@@ -494,6 +505,7 @@ def log_marginal(
     if eta.ndim == tau.ndim:
         eta = eta[..., None]
     eta = np.broadcast_to(eta, (*tau.shape, y.size))
+    _use_threads()
     flat = _marginal_values(
         y,
         n,
@@ -568,7 +580,9 @@ def _draw_one(y: float, n: float, eta: float, tau: float, key: np.uint64) -> flo
     return eta + m  # pragma: no cover - acceptance ~0.8: never reached
 
 
-@numba.njit(cache=True, fastmath=False)
+# parallel=True: draw (s, i) has its own counter-based stream, so the draws do not depend on
+# the number of threads or their order (tests/test_marginal.py)
+@numba.njit(cache=True, fastmath=False, parallel=True)
 def _draw_kernel(
     y: np.ndarray, n: np.ndarray, eta: np.ndarray, tau: np.ndarray, seed: np.uint64
 ) -> np.ndarray:
@@ -576,7 +590,7 @@ def _draw_kernel(
     s_count, k = eta.shape
     out = np.empty((s_count, k))
     base = _splitmix(np.uint64(seed))
-    for s in range(s_count):
+    for s in numba.prange(s_count):
         for i in range(k):
             key = _splitmix(base ^ _splitmix(np.uint64(s) * np.uint64(k) + np.uint64(i)))
             out[s, i] = _draw_one(float(y[i]), float(n[i]), eta[s, i], tau[s], key)
@@ -607,6 +621,7 @@ def draw_theta(
     n = np.asarray(n, dtype=np.float64)
     tau = np.asarray(tau, dtype=np.float64)
     eta = np.broadcast_to(np.asarray(eta, dtype=np.float64), (*tau.shape, y.size))
+    _use_threads()
     flat = _draw_kernel(
         y,
         n,

@@ -14,7 +14,6 @@ compiled.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ import pymc as pm
 import xarray as xr
 
 from bayes_va.data.moderators import Design, build_design
+from bayes_va.engine import sampler_cores
 from bayes_va.engine.kernel import choose_kernel, compile_kernel, with_data
 from bayes_va.engine.model import build_model, data_values, structure_key
 
@@ -52,16 +52,6 @@ class SamplerRun:
     compile_seconds: float
     sample_seconds: float
     reused_compiled: bool
-
-
-def sampler_cores() -> int:
-    """Threads a fit may use for its chains: ``BAYES_VA_SAMPLER_CORES`` or every core.
-
-    The dask executor sets it to 1 in its workers (one single-threaded worker per core), so
-    that parallel fits do not oversubscribe the machine.
-    """
-    value = os.environ.get("BAYES_VA_SAMPLER_CORES")
-    return max(1, int(value)) if value else os.cpu_count() or 1
 
 
 def clear_compiled_cache() -> None:

@@ -247,7 +247,7 @@ class TaskStore:
 # --------------------------------------------------------------------------- running
 
 
-#: Threads one task may use on a worker (read by :func:`bayes_va.engine.sampling.sampler_cores`).
+#: Threads one task may use on a worker (read by :func:`bayes_va.engine.sampler_cores`).
 #: Workers are one per core, so a fit runs its chains one after another: two workers on two
 #: cores then give ~2x the fits per second, where fits with a thread per chain would compete.
 TASK_CORES_ENV = "BAYES_VA_SAMPLER_CORES"

@@ -9,6 +9,8 @@ times go to ``paper/build/timings.json``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sys
 import time
@@ -38,6 +40,7 @@ from bayes_va.workflows.paper_plan import (
     build_key,
     current_build,
     expand,
+    inputs_hash,
     load_analyses,
     planned_configs,
     record_build,
@@ -51,6 +54,7 @@ from bayes_va.workflows.paper_sections import (
     fit_section,
     interval,
     outcome_section,
+    paper_risk_models,
     pct,
     risk_section,
     robustness_section,
@@ -306,6 +310,48 @@ def check_layout(pdf: Path, min_fill: float = 0.75) -> bool:
     return True
 
 
+#: What the risk layer needs besides its two fits (models/risk: its configs).
+RISK_INPUTS = ("data", "models/risk")
+
+
+def risk_outputs(
+    root: Path,
+    spec: dict[str, Any],
+    base: FitResult,
+    avf: FitResult | None,
+    build: Path,
+    *,
+    data_hash: str,
+) -> dict[str, Any]:
+    """Write the risk figures and ``risk.html`` into ``build``; return the risk section.
+
+    Building the risk models (copula calibration, integration error, variance split) costs
+    several seconds and depends only on the base and AVF fits, the ``[risk]`` declaration,
+    ``data/``, ``models/risk/`` and the code: the outputs are kept in ``results/cache`` under a
+    key of those, so a rebuild after, say, a sensitivity config changed copies them. The
+    section is always read back from its JSON file, so both routes give the same bytes.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    for fit_ in (base, avf):
+        h.update(b"-" if fit_ is None else fit_key(fit_.config).encode())
+    h.update(inputs_hash(root, RISK_INPUTS).encode())
+    h.update(data_hash.encode())
+    folder = root / "results" / "cache" / f"paper-risk-{h.hexdigest()[:20]}"
+    if not (folder / "risk.json").is_file():
+        with atomic.staged_dir(folder) as stage:
+            models = paper_risk_models(spec, base, avf)
+            fresh = risk_section(spec, base, avf, stage / "figures", models=models)
+            atomic.write_json(stage / "risk.json", fresh)
+            write_paper_risk_page(
+                stage / "risk.html", spec, base, avf, data_hash=data_hash, models=models
+            )
+    shutil.copytree(folder / "figures", build / "figures", dirs_exist_ok=True)
+    atomic.write_bytes(build / "risk.html", (folder / "risk.html").read_bytes())
+    section: dict[str, Any] = json.loads((folder / "risk.json").read_text())
+    return section
+
+
 def build_paper(
     clean: bool = False,
     root: str | Path | None = None,
@@ -407,8 +453,13 @@ def build_paper(
         cfg = load_config(p)
         compare_fits.append(base if cfg.name == base_cfg.name else runner.fit(cfg))
     comparison = compare_section(compare_fits, figures) if compare_fits else None
-    risk = risk_section(
-        spec.risk.model_dump(), base, avf_results[0] if avf_results else None, figures
+    risk = risk_outputs(
+        root,
+        spec.risk.model_dump(),
+        base,
+        avf_results[0] if avf_results else None,
+        build,
+        data_hash=default_data_hash(base_cfg.data_dir),
     )
 
     # ---- results.json
@@ -503,13 +554,6 @@ def build_paper(
         ),
     }
     atomic.write_json(build / "results.json", round_floats(results))
-    write_paper_risk_page(
-        build / "risk.html",
-        spec.risk.model_dump(),
-        base,
-        avf_results[0] if avf_results else None,
-        data_hash=default_data_hash(base_cfg.data_dir),
-    )
     runner_total = time.perf_counter() - t_start
     atomic.write_json(
         build / "timings.json",

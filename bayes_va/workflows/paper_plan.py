@@ -77,20 +77,16 @@ def planned_configs(root: Path, spec: PaperConfig) -> list[Config]:
     return out
 
 
-def build_key(root: Path) -> str:
-    """Hash every input of the paper build (SHA-256, hex).
+def inputs_hash(root: Path, folders: Sequence[str] = INPUT_DIRS) -> str:
+    """Hash the ``bayes_va`` package's source, every file under ``folders`` and the versions.
 
-    The fits' cache keys, the whole ``bayes_va`` package's source (figures and sections as
-    well as fitting), every file under ``paper/`` (except ``build/``), ``models/`` and
-    ``data/``, and the numerical stack's versions.
+    The package counts whole (figures and sections as well as fitting); ``paper/build/`` and
+    ``__pycache__`` folders do not.
     """
-    spec = load_analyses(root / "paper" / "analyses.toml")
     h = hashlib.sha256()
-    for cfg in planned_configs(root, spec):
-        h.update(f"fit {cfg.name} {fit_key(cfg)}\n".encode())
     package = Path(__file__).resolve().parents[1]
     files = [(f"bayes_va/{p.relative_to(package).as_posix()}", p) for p in package.rglob("*")]
-    for d in INPUT_DIRS:
+    for d in folders:
         files += [(p.relative_to(root).as_posix(), p) for p in (root / d).rglob("*")]
     for name, path in sorted(files):
         if not path.is_file() or "__pycache__" in path.parts or name.startswith("paper/build/"):
@@ -98,6 +94,20 @@ def build_key(root: Path) -> str:
         h.update(f"file {name}\n".encode())
         h.update(path.read_bytes())
     h.update(repr(sorted(package_versions().items())).encode())
+    return h.hexdigest()
+
+
+def build_key(root: Path) -> str:
+    """Hash every input of the paper build (SHA-256, hex).
+
+    The fits' cache keys and :func:`inputs_hash` over ``paper/`` (except ``build/``),
+    ``models/`` and ``data/``.
+    """
+    spec = load_analyses(root / "paper" / "analyses.toml")
+    h = hashlib.sha256()
+    for cfg in planned_configs(root, spec):
+        h.update(f"fit {cfg.name} {fit_key(cfg)}\n".encode())
+    h.update(inputs_hash(root).encode())
     return h.hexdigest()
 
 

@@ -364,14 +364,19 @@ def compare_section(fits: list[FitResult], figures: Path) -> dict[str, Any]:
 
 
 def risk_section(
-    spec: dict[str, Any], base: FitResult, avf: FitResult | None, figures: Path
+    spec: dict[str, Any],
+    base: FitResult,
+    avf: FitResult | None,
+    figures: Path,
+    models: dict[str, RiskModel] | None = None,
 ) -> dict[str, Any]:
     """Report example-profile risks for recompression, revision and AVF, and write their figures.
 
     Also the within-study AVF contrasts and what a repeat procedure achieves (Gaughen 2002).
+    ``models``: :func:`paper_risk_models` of the same arguments, when the caller built them.
     """
     threshold = float(spec.get("threshold", 0.1))
-    models = paper_risk_models(spec, base, avf)
+    models = paper_risk_models(spec, base, avf) if models is None else models
     profiles = [{"id": k, **v} for k, v in EXAMPLE_PROFILES.items()]
     rows = []
     with warnings.catch_warnings():

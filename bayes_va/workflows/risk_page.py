@@ -273,9 +273,10 @@ def write_paper_risk_page(
     avf: Any | None,
     *,
     data_hash: str | None = None,
+    models: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Build the paper's risk models (:func:`paper_risk_models`) and write their page."""
-    models = paper_risk_models(spec, base, avf)
+    """Write the page of the paper's risk models (:func:`paper_risk_models` unless given)."""
+    models = paper_risk_models(spec, base, avf) if models is None else models
     sources = {"revision": _name(base), "avf": _name(avf)}
     return write_risk_page(
         path,
