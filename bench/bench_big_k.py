@@ -164,7 +164,8 @@ def main() -> None:
         + " | ".join(f"{r['mu_mean']:.3f}, {r['tau_mean']:.3f}" for r in rows.values())
         + " |",
         "",
-        f"- whole fit <= {TARGET_S:g} s: **{'met' if best['whole_fit_s'] <= TARGET_S else 'missed'}**"
+        f"- whole fit <= {TARGET_S:g} s: "
+        f"**{'met' if best['whole_fit_s'] <= TARGET_S else 'missed'}**"
         f" ({best['whole_fit_s']:.1f} s); peak RSS <= {TARGET_GIB:g} GiB: "
         f"**{'met' if best['peak_rss_gib'] <= TARGET_GIB else 'missed'}** "
         f"({best['peak_rss_gib']:.2f} GiB).",

@@ -56,6 +56,8 @@ def test_auto_compiles_once_a_structure_has_paid_for_it(monkeypatch: pytest.Monk
     assert kernel.choose_kernel(0) == "cached"
     assert kernel.choose_kernel(kernel.COMPILE_AFTER_FITS - 1) == "cached"
     assert kernel.choose_kernel(kernel.COMPILE_AFTER_FITS) == "compiled"
+    assert kernel.choose_kernel(0, k=kernel.COMPILE_FROM_K - 1) == "cached"
+    assert kernel.choose_kernel(0, k=kernel.COMPILE_FROM_K) == "compiled"
     with kernel.kernel_policy("compiled"):
         assert kernel.choose_kernel(0) == "compiled"
     assert kernel.choose_kernel(0) == "cached"

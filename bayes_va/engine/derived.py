@@ -33,7 +33,15 @@ LOGLIK_TOL = 1e-6
 
 def conditional_loglik(theta: np.ndarray, y: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Return log Binomial(y | n, logit⁻¹ θ), broadcasting θ (..., k) against y, n (k,)."""
-    return log_binom_coef(y, n) + y * log_expit(theta) + (n - y) * log_expit(-theta)
+    # In place, two arrays of θ's size at a time instead of five (at k = 10,000 and 4,000
+    # draws each is 305 MiB); the same operations as log C + y log σ(θ) + (n - y) log σ(-θ).
+    out = log_expit(theta)
+    out *= y
+    out += log_binom_coef(y, n)
+    rest = log_expit(-theta)
+    rest *= n - y
+    out += rest
+    return out
 
 
 def add_derived(

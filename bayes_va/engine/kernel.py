@@ -37,6 +37,10 @@ Kernel = Literal["cached", "compiled"]
 #: Fits of one structure in one process after which the cfunc compile (about 10 s) is cheaper
 #: than the per-gradient Python crossings of the cached kernel (about 0.5 s per base fit).
 COMPILE_AFTER_FITS = 16
+#: Studies from which one fit repays the compile: the cached kernel runs its chains on one
+#: core (each gradient holds the GIL), which at k = 10,000 costs 25 s of sampling against
+#: 9 s compiled on 2 cores (bench/reports/big_k.md); at k = 1,000 about 4 s against 2 s.
+COMPILE_FROM_K = 5_000
 
 
 _POLICY: list[str] = ["auto"]
@@ -52,18 +56,19 @@ def kernel_policy(policy: Literal["auto", "cached", "compiled"]) -> Iterator[Non
         _POLICY.pop()
 
 
-def choose_kernel(fits_so_far: int) -> Kernel:
+def choose_kernel(fits_so_far: int, k: int = 0) -> Kernel:
     """Return the kernel for the next fit of a structure already fitted ``fits_so_far`` times.
 
     ``BAYES_VA_KERNEL`` (``auto``, ``cached`` or ``compiled``) overrides the code's
-    :func:`kernel_policy`, for benchmarks; ``auto`` applies :data:`COMPILE_AFTER_FITS`.
+    :func:`kernel_policy`, for benchmarks; ``auto`` compiles from :data:`COMPILE_AFTER_FITS`
+    fits of the structure or for :data:`COMPILE_FROM_K` studies (``k``).
     """
     policy = os.environ.get("BAYES_VA_KERNEL") or _POLICY[-1]
     if policy in ("cached", "compiled"):
         return policy  # type: ignore[return-value]
     if policy != "auto":
         raise ValueError(f"BAYES_VA_KERNEL must be auto, cached or compiled, got {policy!r}")
-    return "compiled" if fits_so_far >= COMPILE_AFTER_FITS else "cached"
+    return "compiled" if fits_so_far >= COMPILE_AFTER_FITS or k >= COMPILE_FROM_K else "cached"
 
 
 def compile_kernel(model: pm.Model, kernel: Kernel) -> Any:

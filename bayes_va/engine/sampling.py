@@ -77,7 +77,7 @@ def _nutpie(cfg: Config, data: StudyData, design: Design) -> SamplerRun:
     key = structure_key(cfg, data, design)
     t0 = time.perf_counter()
     entry = _COMPILED.setdefault(key, _Structure({}))
-    kernel = choose_kernel(entry.fits)
+    kernel = choose_kernel(entry.fits, data.k)
     reused = kernel in entry.kernels
     if not reused:
         entry.kernels[kernel] = compile_kernel(build_model(cfg, data, design), kernel)

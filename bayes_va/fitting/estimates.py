@@ -324,38 +324,33 @@ def study_table(tree: xr.DataTree, data: StudyData, ci_prob: float = CI_PROB) ->
     """
     p = tree["posterior"]["p"].transpose("chain", "draw", "study").values
     y_rep = tree["posterior_predictive"]["y"].transpose("chain", "draw", "study").values
+    p, y_rep = p.reshape(-1, data.k), y_rep.reshape(-1, data.k)
     a = (1.0 - ci_prob) / 2.0
-    rows = []
-    for i, sid in enumerate(data.study):
-        draws = p[..., i].ravel()
-        rep = y_rep[..., i].ravel()
-        lo, med, hi = np.quantile(draws, [a, 0.5, 1 - a])
-        rlo, rhi = np.quantile(rep, [a, 1 - a])
-        y = int(data.y[i])
-        rows.append(
-            {
-                "study": sid,
-                "n": int(data.n[i]),
-                "events": y,
-                "observed": y / int(data.n[i]),
-                "shrunken_median": float(med),
-                "shrunken_lower": float(lo),
-                "shrunken_upper": float(hi),
-                "y_rep_lower": float(rlo),
-                "y_rep_upper": float(rhi),
-                # two-sided posterior predictive p-value of the observed count (mid-p)
-                "ppc_p": float(
-                    min(
-                        1.0,
-                        2
-                        * min(
-                            (rep < y).mean() + 0.5 * (rep == y).mean(),
-                            (rep > y).mean() + 0.5 * (rep == y).mean(),
-                        ),
-                    )
-                ),
-            }
-        )
+    # one call over all studies (at k = 10,000 a loop over strided columns took 3 s); the
+    # same quantile arithmetic per column, so the same numbers
+    lo, med, hi = np.quantile(p, [a, 0.5, 1 - a], axis=0)
+    rlo, rhi = np.quantile(y_rep, [a, 1 - a], axis=0)
+    y = np.asarray(data.y)
+    tie = 0.5 * (y_rep == y).mean(axis=0)
+    # two-sided posterior predictive p-value of the observed count (mid-p)
+    ppc_p = np.minimum(
+        1.0, 2 * np.minimum((y_rep < y).mean(axis=0) + tie, (y_rep > y).mean(axis=0) + tie)
+    )
+    rows = [
+        {
+            "study": sid,
+            "n": int(data.n[i]),
+            "events": int(data.y[i]),
+            "observed": int(data.y[i]) / int(data.n[i]),
+            "shrunken_median": float(med[i]),
+            "shrunken_lower": float(lo[i]),
+            "shrunken_upper": float(hi[i]),
+            "y_rep_lower": float(rlo[i]),
+            "y_rep_upper": float(rhi[i]),
+            "ppc_p": float(ppc_p[i]),
+        }
+        for i, sid in enumerate(data.study)
+    ]
     return pd.DataFrame(rows)
 
 
