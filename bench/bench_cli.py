@@ -67,7 +67,8 @@ def brms_seconds() -> dict[str, float] | None:
     data = build_dataset(cfg.data, cfg.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "revision_base.csv"
-        rows = [f"{s},{int(y)},{int(n)}" for s, y, n in zip(data.study, data.y, data.n, strict=True)]
+        counts = zip(data.study, data.y, data.n, strict=True)
+        rows = [f"{s},{int(y)},{int(n)}" for s, y, n in counts]
         csv.write_text("study,events,n\n" + "\n".join(rows) + "\n")
         manifest = Path(tmp) / "manifest.json"
         manifest.write_text(json.dumps([{"id": "revision_base", "csv": str(csv)}]))
