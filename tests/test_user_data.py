@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from seeds import seed
 
 from bayes_va.cli.main import main
 from bayes_va.config.model import load_config
@@ -16,7 +17,6 @@ from bayes_va.data.dataset import build_dataset
 from bayes_va.data.tables import read_user_table
 from bayes_va.fitting.cache import fit_key
 from bayes_va.fitting.run import fit
-from tests.seeds import seed
 
 BASE = str(Path(__file__).resolve().parents[1] / "models" / "base.toml")
 FAST = ["sampler.draws=200", "sampler.tune=200", "sampler.chains=2"]
@@ -279,3 +279,16 @@ def test_a_user_table_config_hash_does_not_depend_on_where_the_project_lives(tmp
         assert cfg.replace(**{"sampler.seed": 3}).data.table == cfg.data.table
         hashes.append(cfg.hash())
     assert hashes[0] == hashes[1]
+
+
+def test_the_cache_key_follows_a_changed_data_folder(tmp_data_dir, edit_csv):
+    # fit_key is memoised in the process; the memo is keyed by the folder's content, so an
+    # edited count (same config) gives a new key, and restoring it gives the old one back
+    cfg = load_config(BASE, [f'data.dir="{tmp_data_dir.as_posix()}"'])
+    before = fit_key(cfg)
+    assert fit_key(cfg) == before
+    original = edit_csv.rows("revision_studies.csv")
+    edit_csv.set_cell("revision_studies.csv", "robinson2008", "events", "0")
+    assert fit_key(cfg) != before
+    edit_csv.write("revision_studies.csv", original)
+    assert fit_key(cfg) == before

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bayes_va.config.model import Config
+from bayes_va.config.model import Config, is_table_path
 from bayes_va.data.dataset import build_dataset
 from bayes_va.fitting.provenance import package_versions
 
@@ -56,15 +56,37 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
+def _inputs_digest(cfg: Config) -> str:
+    """Hash the files a config's data set can be read from: its data folder and user table."""
+    h = hashlib.sha256()
+    files = sorted(p for p in Path(cfg.data_dir).glob("*") if p.is_file())
+    if is_table_path(cfg.data.table):
+        files.append(Path(cfg.data.table))
+    for f in files:
+        h.update(f"{f}\n".encode())
+        h.update(f.read_bytes() if f.is_file() else b"<missing>")
+    return h.hexdigest()
+
+
+#: fit_key by (config hash, digest of its input files): a paper build asks for the key of each
+#: fit several times (its plan, its up-to-date check, the cache), and building the data set is
+#: what costs; a changed file is a new digest, so a stale key cannot be returned.
+_KEYS: dict[tuple[str, str], str] = {}
+
+
 def fit_key(cfg: Config) -> str:
     """Cache key of a config's fit."""
+    memo = (cfg.hash(), _inputs_digest(cfg))
+    if (known := _KEYS.get(memo)) is not None:
+        return known
     data = build_dataset(cfg.data, cfg.data_dir)
     h = hashlib.sha256()
     for part in (cfg.hash(), data.hash(), code_hash()):
         h.update(part.encode())
     for name, digest in data.files:  # a user's table: its moderators and labels count too
         h.update(f"{name}:{digest}".encode())
-    return h.hexdigest()[:20]
+    _KEYS[memo] = key = h.hexdigest()[:20]
+    return key
 
 
 def cached_fit(cfg: Config, cache_dir: str | Path, refresh: bool = False) -> tuple[FitResult, bool]:
