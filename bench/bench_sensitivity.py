@@ -207,6 +207,7 @@ def warm_fit_breakdown(repeats: int) -> dict[str, Any]:
     from bayes_va.data.moderators import build_design
     from bayes_va.engine import sampling
     from bayes_va.engine.derived import add_derived
+    from bayes_va.engine.kernel import with_data
     from bayes_va.engine.model import data_values, structure_key
     from bayes_va.fitting.diagnostics import compute_diagnostics, mcse_table
     from bayes_va.fitting.estimates import (
@@ -271,7 +272,8 @@ def warm_fit_breakdown(repeats: int) -> dict[str, Any]:
         clock(sub, "diagnostics: mcse_table (12 az.mcse calls)", mcse_table, tree)
         key = structure_key(cfg, data, design)
         values = data_values(cfg, data, design)
-        clock(sub, "sampler: CompiledModel.with_data", sampling._COMPILED[key].with_data, **values)
+        held = next(iter(sampling._COMPILED[key].kernels.values()))
+        clock(sub, "sampler: kernel with_data", with_data, held, values)
 
     t_fit = []
     for _ in range(repeats):
