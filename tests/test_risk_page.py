@@ -120,6 +120,18 @@ def test_embedded_draws_reproduce_summarise_exactly(models, pages):
             assert o["examples"][pid]["cli"]["median"] == pytest.approx(cli[pid]["median"])
 
 
+def test_page_states_each_calibrated_intercepts_integration_error(models, pages):
+    text = pages["full"].read_text()
+    data = json.loads(re.search(r'id="risk-data"[^>]*>(.*?)</script>', text, re.S)[1])
+    for outcome, model in models.items():
+        o, info = data["outcomes"][outcome], model.integration()
+        assert o["integration"] == info
+        said = [n for n in o["notes"] if n.startswith("integration error")]
+        assert len(said) == (0 if info is None or info["exact"] else 1), outcome
+        if said:
+            assert f"{info['mcse']:.2g}" in said[0]
+
+
 def test_page_is_self_contained_and_small(pages):
     text = pages["full"].read_text()
     assert len(text.encode()) < 2_000_000

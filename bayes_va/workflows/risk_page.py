@@ -139,7 +139,8 @@ def _outcome_data(
         "x_ref": [float(v) for v in lay.x_ref],
         "defaults": dict(model.defaults),
         "cohort_ranges": {k: list(v) for k, v in model.cohort_ranges.items()},
-        "notes": list(model.notes),
+        "notes": [*model.notes, *_integration_note(model)],
+        "integration": model.integration(),
         "draws_full": model.n_draws,
         "draws": int(idx.size),
         "thin_step": step,
@@ -152,6 +153,18 @@ def _outcome_data(
         lam = model.components["lambda"]
         data["transport"] = {"prior": transport or "", **_interval(lam)}
     return data
+
+
+def _integration_note(model: RiskModel) -> list[str]:
+    """Return the calibrated intercept's integration error in words (none for exact cohorts)."""
+    info = model.integration()
+    if info is None or info["exact"]:
+        return []
+    return [
+        f"integration error: MCSE of the calibrated intercept {info['mcse']:.2g} (logit), "
+        f"{info['ratio']:.3f} of its posterior SD (warning level {info['fraction']:g}; "
+        f"{info['replicates']} scrambled Sobol' replicates of {info['points']} points)"
+    ]
 
 
 def default_data_hash(data_dir: str | Path | None = None) -> str:
