@@ -157,6 +157,22 @@ def test_theta_draws_are_reproducible_and_seeded():
     assert not np.array_equal(a, draw_theta([1, 2, 3], [50, 60, 70], eta, tau, seed=seed(2)))
 
 
+def test_stored_log_likelihood_of_repeated_counts_equals_their_own_computation():
+    # log_marginal copies a study's value to later studies with the same counts and eta; each
+    # must equal the value computed for that study alone, to the byte
+    rng = np.random.default_rng(seed(6))
+    y, n = np.array([3, 5, 3, 0, 5, 3]), np.array([100, 80, 100, 40, 80, 101])
+    eta = np.repeat(rng.normal(-3.0, 0.4, (50, 1)), 6, axis=1)
+    eta[:, 4] += 0.1  # same counts as study 1, another linear predictor: computed, not copied
+    tau = rng.uniform(0.2, 1.5, 50)
+    together = log_marginal(y, n, eta, tau)
+    for i in range(6):
+        alone = log_marginal(y[i : i + 1], n[i : i + 1], eta[:, i : i + 1], tau)[:, 0]
+        assert together[:, i].tobytes() == alone.tobytes(), i
+    assert together[:, 2].tobytes() == together[:, 0].tobytes()
+    assert together[:, 4].tobytes() != together[:, 1].tobytes()
+
+
 def test_draws_and_log_likelihood_do_not_depend_on_the_number_of_threads(monkeypatch):
     # the kernels run their draws in parallel; each element's arithmetic and random stream are
     # its own, so one thread and every thread give the same bytes

@@ -284,13 +284,18 @@ def _marginal_values(
     y: np.ndarray,
     n: np.ndarray,
     rule: np.ndarray,
+    first: np.ndarray,
     eta: np.ndarray,
     tau: np.ndarray,
     x: np.ndarray,
     lw: np.ndarray,
     sizes: np.ndarray,
 ) -> np.ndarray:
-    """Log marginal likelihood for draws: ``eta`` (S, k), ``tau`` (S,) -> (S, k)."""
+    """Log marginal likelihood for draws: ``eta`` (S, k), ``tau`` (S,) -> (S, k).
+
+    A study with the counts of an earlier one (``first``, :func:`first_duplicate`) and the same
+    ``eta`` in a draw takes that study's value: the same inputs, so the same bytes.
+    """
     s_count, k = eta.shape
     out = np.empty((s_count, k))
     coef = np.empty(k)
@@ -300,6 +305,10 @@ def _marginal_values(
         h = np.empty(x.shape[1])  # scratch per draw: private to the thread running it
         dh = np.empty(x.shape[1])
         for i in range(k):
+            j = first[i]
+            if j < i and eta[s, j] == eta[s, i]:
+                out[s, i] = out[s, j]
+                continue
             yi, ni = float(y[i]), float(n[i])
             r = rule[i]
             out[s, i] = _study(
@@ -510,6 +519,7 @@ def log_marginal(
         y,
         n,
         node_rule(y, n, n_nodes),
+        first_duplicate(y, n),
         np.ascontiguousarray(eta.reshape(-1, y.size)),
         np.ascontiguousarray(tau.ravel()),
         *_rules(_rule_sizes(n_nodes)),
