@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from bayes_va.config.model import Config, is_table_path
 from bayes_va.data.dataset import build_dataset
-from bayes_va.fitting.provenance import package_versions
+from bayes_va.data.schemas import schema_path
+from bayes_va.fitting.provenance import data_folder_hash, package_versions
 
 if TYPE_CHECKING:
     from bayes_va.fitting.results import FitResult
@@ -57,15 +58,16 @@ def code_hash() -> str:
 
 
 def _inputs_digest(cfg: Config) -> str:
-    """Hash the files a config's data set can be read from: its data folder and user table."""
-    h = hashlib.sha256()
-    files = sorted(p for p in Path(cfg.data_dir).glob("*") if p.is_file())
+    """Digest what a config's data set is read from: the folder's tables and a user table.
+
+    The folder's known tables through :func:`~bayes_va.fitting.provenance.data_folder_hash`
+    (the project's one data hash); a user table with the schema file beside it, if any.
+    """
+    parts = [data_folder_hash(Path(cfg.data_dir))]
     if is_table_path(cfg.data.table):
-        files.append(Path(cfg.data.table))
-    for f in files:
-        h.update(f"{f}\n".encode())
-        h.update(f.read_bytes() if f.is_file() else b"<missing>")
-    return h.hexdigest()
+        for f in (Path(cfg.data.table), schema_path(cfg.data.table)):
+            parts.append(hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else "-")
+    return "".join(parts)
 
 
 #: fit_key by (config hash, digest of its input files): a paper build asks for the key of each

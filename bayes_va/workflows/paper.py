@@ -310,8 +310,8 @@ def check_layout(pdf: Path, min_fill: float = 0.75) -> bool:
     return True
 
 
-#: What the risk layer needs besides its two fits (models/risk: its configs).
-RISK_INPUTS = ("data", "models/risk")
+#: What the risk layer reads besides its two fits and the data tables (``data_hash``).
+RISK_INPUTS = ("models/risk",)
 
 
 def risk_outputs(
@@ -327,8 +327,8 @@ def risk_outputs(
 
     Building the risk models (copula calibration, integration error, variance split) costs
     several seconds and depends only on the base and AVF fits, the ``[risk]`` declaration,
-    ``data/``, ``models/risk/`` and the code: the outputs are kept in ``results/cache`` under a
-    key of those, so a rebuild after, say, a sensitivity config changed copies them. The
+    the data tables, ``models/risk/`` and the code: the outputs are kept in ``results/cache``
+    under a key of those, so a rebuild after, say, a sensitivity config changed copies them. The
     section is always read back from its JSON file, so both routes give the same bytes.
     """
     h = hashlib.sha256()
