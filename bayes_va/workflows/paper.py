@@ -338,16 +338,19 @@ def risk_outputs(
     h.update(inputs_hash(root, RISK_INPUTS).encode())
     h.update(data_hash.encode())
     folder = root / "results" / "cache" / f"paper-risk-{h.hexdigest()[:20]}"
-    if not (folder / "risk.json").is_file():
+    cached = (folder / "risk.json").is_file()
+    if not cached:
         with atomic.staged_dir(folder) as stage:
             models = paper_risk_models(spec, base, avf)
             fresh = risk_section(spec, base, avf, stage / "figures", models=models)
             atomic.write_json(stage / "risk.json", fresh)
             write_paper_risk_page(
-                stage / "risk.html", spec, base, avf, data_hash=data_hash, models=models
+                stage / "risk.html", spec, base, avf, data_hash=data_hash, models=models, quiet=True
             )
     shutil.copytree(folder / "figures", build / "figures", dirs_exist_ok=True)
     atomic.write_bytes(build / "risk.html", (folder / "risk.html").read_bytes())
+    origin = "its inputs unchanged: from results/cache" if cached else "built"
+    print(f"bayes-va paper: wrote {build / 'risk.html'} ({origin})", file=sys.stderr)
     section: dict[str, Any] = json.loads((folder / "risk.json").read_text())
     return section
 

@@ -287,6 +287,7 @@ def write_paper_risk_page(
     *,
     data_hash: str | None = None,
     models: Mapping[str, Any] | None = None,
+    quiet: bool = False,
 ) -> Path:
     """Write the page of the paper's risk models (:func:`paper_risk_models` unless given)."""
     models = paper_risk_models(spec, base, avf) if models is None else models
@@ -299,6 +300,7 @@ def write_paper_risk_page(
         transport=str(TransportPrior.parse(spec.get("transport", "beta:2,2"))),
         sources=sources,
         seed=DEFAULT_SEED,
+        quiet=quiet,
     )
 
 
